@@ -22,35 +22,122 @@ use protobuf::descriptor::{FileDescriptorProto, MethodDescriptorProto};
 /// Where each vendored file's code goes: its path under `proto/` and its Rust package module.
 const FILES: &[(&str, &str)] = &[
     ("github.com/gogo/protobuf/gogoproto/gogo.proto", "gogoproto"),
-    ("github.com/gogo/googleapis/google/rpc/status.proto", "google::rpc"),
-    ("github.com/containerd/containerd/protobuf/plugin/fieldpath.proto", "plugin"),
-    ("github.com/containerd/containerd/api/types/descriptor.proto", "types"),
-    ("github.com/containerd/containerd/api/types/metrics.proto", "types"),
-    ("github.com/containerd/containerd/api/types/mount.proto", "types"),
-    ("github.com/containerd/containerd/api/types/platform.proto", "types"),
-    ("github.com/containerd/containerd/api/types/task/task.proto", "types::task"),
-    ("github.com/containerd/containerd/api/events/container.proto", "events"),
-    ("github.com/containerd/containerd/api/events/content.proto", "events"),
-    ("github.com/containerd/containerd/api/events/image.proto", "events"),
-    ("github.com/containerd/containerd/api/events/namespace.proto", "events"),
-    ("github.com/containerd/containerd/api/events/snapshot.proto", "events"),
-    ("github.com/containerd/containerd/api/events/task.proto", "events"),
-    ("github.com/containerd/containerd/api/services/containers/v1/containers.proto", "services::containers::v1"),
-    ("github.com/containerd/containerd/api/services/content/v1/content.proto", "services::content::v1"),
-    ("github.com/containerd/containerd/api/services/diff/v1/diff.proto", "services::diff::v1"),
-    ("github.com/containerd/containerd/api/services/events/v1/events.proto", "services::events::v1"),
-    ("github.com/containerd/containerd/api/services/images/v1/images.proto", "services::images::v1"),
-    ("github.com/containerd/containerd/api/services/introspection/v1/introspection.proto", "services::introspection::v1"),
-    ("github.com/containerd/containerd/api/services/leases/v1/leases.proto", "services::leases::v1"),
-    ("github.com/containerd/containerd/api/services/namespaces/v1/namespace.proto", "services::namespaces::v1"),
-    ("github.com/containerd/containerd/api/services/snapshots/v1/snapshots.proto", "services::snapshots::v1"),
-    ("github.com/containerd/containerd/api/services/tasks/v1/tasks.proto", "services::tasks::v1"),
-    ("github.com/containerd/containerd/api/services/version/v1/version.proto", "services::version::v1"),
-    ("github.com/containerd/containerd/api/services/ttrpc/events/v1/events.proto", "services::ttrpc::events::v1"),
-    ("github.com/containerd/containerd/runtime/v2/task/shim.proto", "runtime::v2::task"),
-    ("github.com/containerd/containerd/runtime/v2/runc/options/oci.proto", "runtime::v2::runc::options"),
-    ("github.com/containerd/cgroups/stats/v1/metrics.proto", "cgroups::stats::v1"),
-    ("github.com/containerd/cgroups/v2/stats/metrics.proto", "cgroups::v2::stats"),
+    (
+        "github.com/gogo/googleapis/google/rpc/status.proto",
+        "google::rpc",
+    ),
+    (
+        "github.com/containerd/containerd/protobuf/plugin/fieldpath.proto",
+        "plugin",
+    ),
+    (
+        "github.com/containerd/containerd/api/types/descriptor.proto",
+        "types",
+    ),
+    (
+        "github.com/containerd/containerd/api/types/metrics.proto",
+        "types",
+    ),
+    (
+        "github.com/containerd/containerd/api/types/mount.proto",
+        "types",
+    ),
+    (
+        "github.com/containerd/containerd/api/types/platform.proto",
+        "types",
+    ),
+    (
+        "github.com/containerd/containerd/api/types/task/task.proto",
+        "types::task",
+    ),
+    (
+        "github.com/containerd/containerd/api/events/container.proto",
+        "events",
+    ),
+    (
+        "github.com/containerd/containerd/api/events/content.proto",
+        "events",
+    ),
+    (
+        "github.com/containerd/containerd/api/events/image.proto",
+        "events",
+    ),
+    (
+        "github.com/containerd/containerd/api/events/namespace.proto",
+        "events",
+    ),
+    (
+        "github.com/containerd/containerd/api/events/snapshot.proto",
+        "events",
+    ),
+    (
+        "github.com/containerd/containerd/api/events/task.proto",
+        "events",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/containers/v1/containers.proto",
+        "services::containers::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/content/v1/content.proto",
+        "services::content::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/diff/v1/diff.proto",
+        "services::diff::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/events/v1/events.proto",
+        "services::events::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/images/v1/images.proto",
+        "services::images::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/introspection/v1/introspection.proto",
+        "services::introspection::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/leases/v1/leases.proto",
+        "services::leases::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/namespaces/v1/namespace.proto",
+        "services::namespaces::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/snapshots/v1/snapshots.proto",
+        "services::snapshots::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/tasks/v1/tasks.proto",
+        "services::tasks::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/version/v1/version.proto",
+        "services::version::v1",
+    ),
+    (
+        "github.com/containerd/containerd/api/services/ttrpc/events/v1/events.proto",
+        "services::ttrpc::events::v1",
+    ),
+    (
+        "github.com/containerd/containerd/runtime/v2/task/shim.proto",
+        "runtime::v2::task",
+    ),
+    (
+        "github.com/containerd/containerd/runtime/v2/runc/options/oci.proto",
+        "runtime::v2::runc::options",
+    ),
+    (
+        "github.com/containerd/cgroups/stats/v1/metrics.proto",
+        "cgroups::stats::v1",
+    ),
+    (
+        "github.com/containerd/cgroups/v2/stats/metrics.proto",
+        "cgroups::v2::stats",
+    ),
 ];
 
 /// Import roots, most specific first: the first include that prefixes an input names it.
@@ -220,7 +307,8 @@ fn module_tree(files: &[ProtoFile], by_import: &HashMap<&str, &ProtoFile>) -> Bu
             node = node.children.entry(part.to_string()).or_default();
         }
         for (name, path) in module_aliases {
-            node.items.push(format!("#[allow(unused_imports)]\nuse {path} as {name};"));
+            node.items
+                .push(format!("#[allow(unused_imports)]\nuse {path} as {name};"));
         }
     }
     fn write(node: &Node, out: &mut String) {
@@ -329,7 +417,11 @@ fn rust_type(
             }
         }
     }
-    Err(format!("{}: type {full} not found among its file and imports", file.path).into())
+    Err(format!(
+        "{}: type {full} not found among its file and imports",
+        file.path
+    )
+    .into())
 }
 
 fn snake_case(name: &str) -> String {
@@ -337,7 +429,8 @@ fn snake_case(name: &str) -> String {
     let mut out = String::new();
     for (i, c) in chars.iter().enumerate() {
         if c.is_ascii_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
             let acronym_end = i > 0
                 && chars[i - 1].is_ascii_uppercase()
                 && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
@@ -349,7 +442,9 @@ fn snake_case(name: &str) -> String {
             out.push(*c);
         }
     }
-    const KEYWORDS: &[&str] = &["type", "move", "ref", "match", "loop", "use", "mod", "impl", "fn", "in"];
+    const KEYWORDS: &[&str] = &[
+        "type", "move", "ref", "match", "loop", "use", "mod", "impl", "fn", "in",
+    ];
     if KEYWORDS.contains(&out.as_str()) {
         format!("r#{out}")
     } else {
@@ -370,7 +465,10 @@ fn services_code(file: &ProtoFile, by_import: &HashMap<&str, &ProtoFile>) -> Bui
             "pub const {}_SERVICE: &str = \"{full}\";\n",
             fn_name.trim_start_matches("r#").to_ascii_uppercase()
         );
-        let svc_const = format!("{}_SERVICE", fn_name.trim_start_matches("r#").to_ascii_uppercase());
+        let svc_const = format!(
+            "{}_SERVICE",
+            fn_name.trim_start_matches("r#").to_ascii_uppercase()
+        );
 
         // Server trait.
         let _ = writeln!(
@@ -389,9 +487,8 @@ fn services_code(file: &ProtoFile, by_import: &HashMap<&str, &ProtoFile>) -> Bui
             let input = rust_type(m.input_type(), file, by_import)?;
             let output = rust_type(m.output_type(), file, by_import)?;
             let path = format!("/{full}/{method}");
-            let unimpl = format!(
-                "Err(crate::rpc::Status::unimplemented(\"{path} is not implemented\"))"
-            );
+            let unimpl =
+                format!("Err(crate::rpc::Status::unimplemented(\"{path} is not implemented\"))");
             let (sig, reg, client) = match kind(m) {
                 Kind::Unary => (
                     format!("fn {rust}(&self, ctx: &crate::rpc::RequestContext, req: {input}) -> crate::rpc::RpcResult<{output}>"),
@@ -422,7 +519,10 @@ fn services_code(file: &ProtoFile, by_import: &HashMap<&str, &ProtoFile>) -> Bui
                     ),
                 ),
             };
-            let _ = writeln!(out, "    /// Serves `{path}`.\n    {sig} {{\n        {unimpl}\n    }}");
+            let _ = writeln!(
+                out,
+                "    /// Serves `{path}`.\n    {sig} {{\n        {unimpl}\n    }}"
+            );
             let _ = writeln!(
                 registrations,
                 "    {{\n        let s = ::std::sync::Arc::clone(&svc);\n        {reg}\n    }}"

@@ -1,1 +1,4 @@
-//! placeholder
+//! corralctl: a command line for corrald, shaped like containerd's `ctr`.
+
+pub mod cli;
+pub mod version;

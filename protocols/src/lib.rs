@@ -17,3 +17,15 @@ include!(concat!(env!("OUT_DIR"), "/gen/mod.rs"));
 pub mod methods {
     include!(concat!(env!("OUT_DIR"), "/gen/methods.rs"));
 }
+
+/// Corral's version, shared by its three programs.
+pub mod version {
+    /// The release version.
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    /// The source revision, when the build was given one (`CORRAL_REVISION`, set by the
+    /// Makefile from git).
+    pub const REVISION: &str = match option_env!("CORRAL_REVISION") {
+        Some(r) => r,
+        None => "unknown",
+    };
+}

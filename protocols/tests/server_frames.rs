@@ -58,7 +58,10 @@ fn server_stream_with_absent_payload_gets_an_empty_request() {
     let (_server, mut raw) = raw_pair(config());
     raw.request(1, FLAG_REMOTE_CLOSED, "Count", &[]);
     let end = raw.recv();
-    assert_eq!((end.kind, end.flags), (TYPE_DATA, FLAG_REMOTE_CLOSED | FLAG_NO_DATA));
+    assert_eq!(
+        (end.kind, end.flags),
+        (TYPE_DATA, FLAG_REMOTE_CLOSED | FLAG_NO_DATA)
+    );
 }
 
 #[test]
@@ -97,7 +100,10 @@ fn bidi_streams_both_ways_and_each_side_closes() {
     }
     raw.send(1, TYPE_DATA, FLAG_REMOTE_CLOSED | FLAG_NO_DATA, &[]);
     let end = raw.recv();
-    assert_eq!((end.kind, end.flags), (TYPE_DATA, FLAG_REMOTE_CLOSED | FLAG_NO_DATA));
+    assert_eq!(
+        (end.kind, end.flags),
+        (TYPE_DATA, FLAG_REMOTE_CLOSED | FLAG_NO_DATA)
+    );
 }
 
 #[test]
@@ -157,7 +163,9 @@ fn hang_up_cancels_calls_and_streams_and_frees_their_threads() {
     drop(raw);
     wait_until("calls to end", || server.in_flight() == 0);
     wait_until("the connection to go", || server.connections() == 0);
-    wait_until("idle handler threads to exit", || server.handler_threads() == 0);
+    wait_until("idle handler threads to exit", || {
+        server.handler_threads() == 0
+    });
 }
 
 #[test]

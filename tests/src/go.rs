@@ -103,7 +103,10 @@ pub fn build(out_dir: &Path) -> io::Result<GoInterop> {
             .env("CGO_ENABLED", "0");
         log::debug!("building Go interop program: {cmd:?}");
         let output = cmd.output().map_err(|e| {
-            io::Error::new(e.kind(), format!("running `{} build {pkg}`: {e}", go.display()))
+            io::Error::new(
+                e.kind(),
+                format!("running `{} build {pkg}`: {e}", go.display()),
+            )
         })?;
         if !output.status.success() {
             return Err(io::Error::other(format!(

@@ -60,10 +60,7 @@ pub struct Client(Arc<Inner>);
 impl Client {
     /// Connects to `addr` (`unix:///path`, `unix://@name` or a bare path).
     pub fn connect(addr: &str) -> io::Result<Self> {
-        let stream = Address::parse(addr)?.connect().map_err(|e| {
-            io::Error::new(e.kind(), format!("connecting to {addr}: {e}"))
-        })?;
-        Self::from_stream(stream)
+        Self::from_stream(Address::parse(addr)?.connect()?)
     }
 
     /// Speaks ttrpc over an already-connected stream.
@@ -71,10 +68,7 @@ impl Client {
         let reader = stream.try_clone()?;
         let control = stream.try_clone()?;
         let inner = Arc::new(Inner {
-            writer: Mutex::new(Writer {
-                stream,
-                next_id: 1,
-            }),
+            writer: Mutex::new(Writer { stream, next_id: 1 }),
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             control,
@@ -298,7 +292,11 @@ impl Call {
                     let closing = flags & FLAG_REMOTE_CLOSED != 0;
                     if flags & FLAG_NO_DATA == 0 {
                         let msg = M::parse_from_bytes(&body).map_err(|e| {
-                            Status::internal(format!("{}: cannot decode {}: {e}", self.path, M::NAME))
+                            Status::internal(format!(
+                                "{}: cannot decode {}: {e}",
+                                self.path,
+                                M::NAME
+                            ))
                         })?;
                         if closing {
                             self.queue.close(None);
@@ -400,7 +398,9 @@ impl<Req: Message, Resp: Message> BidiStream<Req, Resp> {
     /// Sends one message.
     pub fn send(&self, msg: &Req) -> RpcResult<()> {
         if self.sent_close {
-            return Err(Status::failed_precondition("stream already closed for sending"));
+            return Err(Status::failed_precondition(
+                "stream already closed for sending",
+            ));
         }
         self.call.send(msg)
     }
@@ -438,7 +438,11 @@ fn read_loop(mut stream: UnixStream, inner: std::sync::Weak<Inner>) {
             Err(FrameError::Oversized {
                 stream_id, length, ..
             }) => {
-                let queue = inner.pending.lock().ok().and_then(|mut p| p.remove(&stream_id));
+                let queue = inner
+                    .pending
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.remove(&stream_id));
                 if let Some(q) = queue {
                     q.close(Some(Status::resource_exhausted(format!(
                         "message length {length} exceeds the maximum message size of {}",

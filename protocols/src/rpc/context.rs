@@ -284,6 +284,9 @@ mod tests {
             CancelToken::default(),
         );
         assert!(ctx.wait_cancelled(Duration::from_secs(5)));
-        assert_eq!(ctx.cancelled_status().code(), super::super::Code::DEADLINE_EXCEEDED);
+        assert_eq!(
+            ctx.cancelled_status().code(),
+            super::super::Code::DEADLINE_EXCEEDED
+        );
     }
 }

@@ -41,7 +41,11 @@ pub enum FrameError {
     /// The header announced a body over [`MAX_BODY`]; the body was read and thrown away, so the
     /// connection is still in step and the stream can be answered.
     #[error("message length {length} exceeds the maximum message size of {MAX_BODY}")]
-    Oversized { stream_id: u32, kind: u8, length: u32 },
+    Oversized {
+        stream_id: u32,
+        kind: u8,
+        length: u32,
+    },
     /// The connection failed or ended inside a frame.
     #[error("reading a frame: {0}")]
     Io(#[from] io::Error),
@@ -149,7 +153,10 @@ mod tests {
         }
         let mut r = Trickle(wire, 0);
         let a = read_frame(&mut r).unwrap();
-        assert_eq!((a.stream_id, a.kind, a.flags, a.body.as_slice()), (3, TYPE_DATA, 1, &b"ab"[..]));
+        assert_eq!(
+            (a.stream_id, a.kind, a.flags, a.body.as_slice()),
+            (3, TYPE_DATA, 1, &b"ab"[..])
+        );
         let b = read_frame(&mut r).unwrap();
         assert_eq!((b.stream_id, b.kind, b.body.len()), (5, TYPE_REQUEST, 0));
         assert!(matches!(read_frame(&mut r), Err(FrameError::Closed)));
@@ -166,7 +173,9 @@ mod tests {
         wire.extend(encode_frame(9, TYPE_REQUEST, 0, b"x").unwrap());
         let mut r = io::Cursor::new(wire);
         match read_frame(&mut r) {
-            Err(FrameError::Oversized { stream_id, length, .. }) => {
+            Err(FrameError::Oversized {
+                stream_id, length, ..
+            }) => {
                 assert_eq!((stream_id, length), (7, big));
             }
             other => panic!("expected oversized, got {other:?}"),
@@ -179,7 +188,10 @@ mod tests {
         let wire = encode_frame(1, TYPE_REQUEST, 0, b"hello").unwrap();
         for cut in 1..wire.len() {
             let mut r = io::Cursor::new(wire[..cut].to_vec());
-            assert!(matches!(read_frame(&mut r), Err(FrameError::Io(_))), "cut at {cut}");
+            assert!(
+                matches!(read_frame(&mut r), Err(FrameError::Io(_))),
+                "cut at {cut}"
+            );
         }
     }
 

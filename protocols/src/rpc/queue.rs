@@ -149,7 +149,10 @@ mod tests {
     #[test]
     fn pop_times_out_and_a_waiting_push_gets_room() {
         let q = std::sync::Arc::new(Queue::new(1));
-        assert!(matches!(q.pop(Some(Duration::from_millis(5))), Pop::TimedOut));
+        assert!(matches!(
+            q.pop(Some(Duration::from_millis(5))),
+            Pop::TimedOut
+        ));
         q.push(1, Duration::ZERO).unwrap();
         let q2 = q.clone();
         let h = std::thread::spawn(move || q2.push(2, Duration::from_secs(30)));

@@ -76,7 +76,10 @@ impl Conn {
     /// Writes one frame whole; frames from different handlers never interleave.
     pub(crate) fn send(&self, stream_id: u32, kind: u8, flags: u8, body: &[u8]) -> io::Result<()> {
         if self.cancel.is_cancelled() {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "connection closed",
+            ));
         }
         let buf = frame::encode_frame(stream_id, kind, flags, body)?;
         let mut w = self
@@ -376,7 +379,14 @@ fn read_loop(shared: &Arc<Shared>, mut stream: UnixStream, conn: &Arc<Conn>) {
                     continue;
                 }
                 last_id = frame.stream_id;
-                if let Err(status) = start_call(shared, conn, &streams, frame.stream_id, frame.flags, &frame.body) {
+                if let Err(status) = start_call(
+                    shared,
+                    conn,
+                    &streams,
+                    frame.stream_id,
+                    frame.flags,
+                    &frame.body,
+                ) {
                     conn.respond(frame.stream_id, Err(status));
                 }
             }
@@ -464,7 +474,9 @@ fn start_call(
         }),
         Handler::ServerStream(_) => Box::new(move || {
             let _guard = guard;
-            let Handler::ServerStream(f) = &*handler else { return };
+            let Handler::ServerStream(f) = &*handler else {
+                return;
+            };
             let sender = RawSender {
                 conn: Arc::clone(&conn2),
                 stream_id,

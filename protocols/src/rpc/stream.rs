@@ -86,7 +86,11 @@ impl<T: Message> StreamReceiver<T> {
             .map(|d| d.saturating_duration_since(Instant::now()));
         match self.raw.queue.pop(timeout) {
             Pop::Item(bytes) => T::parse_from_bytes(&bytes).map(Some).map_err(|e| {
-                Status::invalid_argument(format!("{}: cannot decode {}: {e}", self.raw.path, T::NAME))
+                Status::invalid_argument(format!(
+                    "{}: cannot decode {}: {e}",
+                    self.raw.path,
+                    T::NAME
+                ))
             }),
             Pop::End(None) => Ok(None),
             Pop::End(Some(status)) => Err(status),

@@ -27,12 +27,23 @@ pub fn services() -> ServiceSet {
     s.unary(SVC, "Echo", |_ctx, req: StringValue| Ok(sv(&req.value)));
     s.unary(SVC, "Whoami", |ctx, _req: StringValue| {
         let ns = ctx.require_namespace()?;
-        let timeout = if ctx.deadline().is_some() { "set" } else { "unset" };
+        let timeout = if ctx.deadline().is_some() {
+            "set"
+        } else {
+            "unset"
+        };
         Ok(sv(&format!("{ns}/{timeout}")))
     });
-    s.unary(SVC, "Fail", |_ctx, req: StringValue| -> Result<StringValue, Status> {
-        Err(Status::not_found(format!("thing {:?}: not found", req.value)))
-    });
+    s.unary(
+        SVC,
+        "Fail",
+        |_ctx, req: StringValue| -> Result<StringValue, Status> {
+            Err(Status::not_found(format!(
+                "thing {:?}: not found",
+                req.value
+            )))
+        },
+    );
     s.server_stream(SVC, "Count", |_ctx, req: UInt32Value, out| {
         for i in 0..req.value {
             out.send(&sv(&i.to_string()))?;
@@ -57,10 +68,14 @@ pub fn services() -> ServiceSet {
         }
         Ok(())
     });
-    s.unary(SVC, "Block", |ctx, _req: StringValue| -> Result<StringValue, Status> {
-        while !ctx.wait_cancelled(Duration::from_secs(60)) {}
-        Err(ctx.cancelled_status())
-    });
+    s.unary(
+        SVC,
+        "Block",
+        |ctx, _req: StringValue| -> Result<StringValue, Status> {
+            while !ctx.wait_cancelled(Duration::from_secs(60)) {}
+            Err(ctx.cancelled_status())
+        },
+    );
     s.server_stream(SVC, "Forever", |ctx, _req: StringValue, out| {
         let mut i = 0u64;
         loop {
@@ -125,7 +140,12 @@ impl Raw {
             kv.value = v.to_string();
             req.metadata.push(kv);
         }
-        self.send(id, frame::TYPE_REQUEST, flags, &req.write_to_bytes().unwrap());
+        self.send(
+            id,
+            frame::TYPE_REQUEST,
+            flags,
+            &req.write_to_bytes().unwrap(),
+        );
     }
 
     pub fn write_raw(&mut self, bytes: &[u8]) {
