@@ -266,3 +266,23 @@ fn generated_services_serve_and_call_over_a_socket() {
     acceptor.join().unwrap().unwrap();
     assert_eq!(server.connections(), 0);
 }
+
+#[test]
+fn dropping_a_stream_midway_leaves_the_connection_usable() {
+    let (s, c) = client_pair();
+    let mut n = UInt32Value::new();
+    n.value = 1000;
+    let mut stream = c
+        .server_stream::<_, StringValue>(&ctx(), SVC, "Count", &n)
+        .unwrap();
+    assert_eq!(stream.recv().unwrap().unwrap().value, "0");
+    drop(stream);
+    // Frames still arriving for the dropped stream are discarded; other calls go on.
+    for i in 0..20 {
+        let r: StringValue = c.unary(&ctx(), SVC, "Echo", &sv(&i.to_string())).unwrap();
+        assert_eq!(r.value, i.to_string());
+    }
+    wait_until("the abandoned stream's handler to finish", || {
+        s.in_flight() == 0
+    });
+}

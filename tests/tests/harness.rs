@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use corral_tests::harness::cgroups::cgroup_dirs_of;
 use corral_tests::harness::{
     leaked_processes, mounts_under, on_ci, require, require_root, require_tool, run_with_deadline,
-    wait_for, wait_for_socket, ChildGuard, MountNs, PrivateContainerd, ProcessInfo, TempRoot,
-    TreeSnapshot,
+    wait_for, wait_for_socket, ChildGuard, ContainerdOptions, MountNs, PrivateContainerd,
+    ProcessInfo, TempRoot, TreeSnapshot,
 };
 
 /// Host paths a private containerd must never create or change.
-const HOST_CONTAINERD_PATHS: &[&str] = &["/run/containerd", "/var/lib/containerd", "/opt/containerd"];
+const HOST_CONTAINERD_PATHS: &[&str] =
+    &["/run/containerd", "/var/lib/containerd", "/opt/containerd"];
 
 /// A string no other process on the machine has in its command line.
 fn unique(tag: &str) -> String {
@@ -59,7 +60,10 @@ fn require_passes_when_available_and_follows_ci_rule_otherwise() {
             .downcast_ref::<String>()
             .cloned()
             .unwrap_or_default();
-        assert!(text.contains("CI=true and something absent is missing"), "{text}");
+        assert!(
+            text.contains("CI=true and something absent is missing"),
+            "{text}"
+        );
     } else {
         assert!(!missing.unwrap());
     }
@@ -175,21 +179,39 @@ fn run_with_deadline_returns_output_and_kills_overruns() {
     assert_eq!(output.stderr, b"err\n");
 
     let (marker, args) = unique_sleep_args();
-    let err = run_with_deadline(Command::new("sleep").args(&args), Duration::from_millis(200))
-        .unwrap_err();
+    let err = run_with_deadline(
+        Command::new("sleep").args(&args),
+        Duration::from_millis(200),
+    )
+    .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
     assert!(leaked_processes(&marker).is_empty());
 }
 
 #[test]
+// The children are deliberately not waited on: the TempRoot must kill and reap them.
+#[allow(clippy::zombie_processes)]
 fn temp_root_unmounts_kills_and_removes_even_on_panic() {
     if !require_root("mounts tmpfs inside a TempRoot") || require_tool("sleep").is_none() {
         return;
     }
-    let (tx, rx) = mpsc::channel::<(PathBuf, String, ProcessInfo, ProcessInfo)>();
+    struct Sent {
+        path: PathBuf,
+        marker: String,
+        registered: ProcessInfo,
+        mentioning: ProcessInfo,
+        grandchild_marker: String,
+        racing_marker: String,
+    }
+    let (tx, rx) = mpsc::channel::<Sent>();
     let test = std::thread::spawn(move || {
         let temp = TempRoot::new().unwrap();
-        let name = temp.path().file_name().unwrap().to_string_lossy().into_owned();
+        let name = temp
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert!(name.starts_with("corral-test-"), "{name}");
         assert!(temp.root().is_dir() && temp.state().is_dir());
         // Stacked and nested mounts, and a path that mountinfo escapes (\040).
@@ -201,41 +223,92 @@ fn temp_root_unmounts_kills_and_removes_even_on_panic() {
         assert_eq!(mounted.len(), 3, "{mounted:?}");
         assert!(mounted.contains(&temp.join("mnt/inner dir")), "{mounted:?}");
 
-        // One registered process, one that merely mentions the directory (with a child).
+        // One registered process; one that merely mentions the directory, with a child; and
+        // one that is still forking its child when cleanup starts.
         let (_, args) = unique_sleep_args();
-        let registered = Command::new("sleep").args(&args).spawn().unwrap();
-        temp.register_pid(registered.id()).unwrap();
-        let script = format!("sleep 1000 & wait # {}", temp.path().display());
-        let mentioning = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
+        let registered = Command::new("sleep")
+            .args(&args)
+            .stdout(Stdio::null())
             .spawn()
             .unwrap();
+        temp.register_pid(registered.id()).unwrap();
+        let (grandchild_marker, grandchild) = unique_sleep_args();
+        let script = format!(
+            "sleep {} {} & wait # {}",
+            grandchild[0],
+            grandchild[1],
+            temp.path().display()
+        );
+        let spawn_sh = |script: &str| {
+            Command::new("sh")
+                .args(["-c", script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mentioning = spawn_sh(&script);
+        wait_for(Duration::from_secs(10), "the shell's child", || {
+            !leaked_processes(&grandchild_marker).is_empty()
+        })
+        .unwrap();
+        let (racing_marker, racing) = unique_sleep_args();
+        let racing_script = format!(
+            "sleep {} {} & wait # {}",
+            racing[0],
+            racing[1],
+            temp.path().display()
+        );
+        spawn_sh(&racing_script);
         let registered = ProcessInfo::read(registered.id() as i32).unwrap();
         let mentioning = ProcessInfo::read(mentioning.id() as i32).unwrap();
-        tx.send((
-            temp.path().to_path_buf(),
-            temp.marker().to_string(),
+        tx.send(Sent {
+            path: temp.path().to_path_buf(),
+            marker: temp.marker().to_string(),
             registered,
             mentioning,
-        ))
+            grandchild_marker,
+            racing_marker,
+        })
         .unwrap();
         panic!("the test fails; the TempRoot must still clean up");
     });
     assert!(test.join().is_err(), "the thread was meant to panic");
-    let (path, marker, registered, mentioning) = rx.recv().unwrap();
-    assert!(!path.exists(), "{} was not removed", path.display());
-    assert!(mounts_under(&path).unwrap().is_empty());
-    assert!(!registered.is_running(), "registered {registered} still running");
-    assert!(!mentioning.is_running(), "{mentioning} still running");
-    assert!(leaked_processes(&marker).is_empty());
+    let sent = rx.recv().unwrap();
+    assert!(
+        !sent.path.exists(),
+        "{} was not removed",
+        sent.path.display()
+    );
+    assert!(mounts_under(&sent.path).unwrap().is_empty());
+    assert!(
+        !sent.registered.is_running(),
+        "registered {} still running",
+        sent.registered
+    );
+    assert!(
+        !sent.mentioning.is_running(),
+        "{} still running",
+        sent.mentioning
+    );
+    assert!(leaked_processes(&sent.marker).is_empty());
+    assert!(leaked_processes(&sent.grandchild_marker).is_empty());
+    assert!(leaked_processes(&sent.racing_marker).is_empty());
 }
 
 /// Parses `ctr version`: the `Version:` line of the `Server:` section.
 fn server_version(ctr_version: &str) -> Option<String> {
     let server = ctr_version.split("Server:").nth(1)?;
-    let line = server.lines().find(|l| l.trim_start().starts_with("Version:"))?;
-    Some(line.trim_start().trim_start_matches("Version:").trim().to_string())
+    let line = server
+        .lines()
+        .find(|l| l.trim_start().starts_with("Version:"))?;
+    Some(
+        line.trim_start()
+            .trim_start_matches("Version:")
+            .trim()
+            .to_string(),
+    )
 }
 
 fn host_snapshots() -> Vec<TreeSnapshot> {
@@ -249,7 +322,10 @@ fn assert_host_untouched(before: &[TreeSnapshot]) {
     for (earlier, path) in before.iter().zip(HOST_CONTAINERD_PATHS) {
         let now = TreeSnapshot::take(Path::new(path)).unwrap();
         let changes = now.changes_since(earlier);
-        assert!(changes.is_empty(), "the host's {path} changed: {changes:#?}");
+        assert!(
+            changes.is_empty(),
+            "the host's {path} changed: {changes:#?}"
+        );
     }
 }
 
@@ -282,13 +358,19 @@ fn private_containerd_serves_ctr_and_leaves_nothing_behind() {
 
     let version = containerd.ctr(["version"]).unwrap();
     let server = server_version(&version).unwrap_or_default();
-    assert!(server.starts_with("1.6."), "server version {server:?} in:\n{version}");
+    assert!(
+        server.starts_with("1.6."),
+        "server version {server:?} in:\n{version}"
+    );
 
     containerd.ctr(["namespaces", "create", "t1"]).unwrap();
     let namespaces = containerd.ctr(["namespaces", "ls", "-q"]).unwrap();
     assert!(namespaces.lines().any(|l| l.trim() == "t1"), "{namespaces}");
     // The metadata went to our root, not the host's.
-    assert!(containerd.root().join("io.containerd.metadata.v1.bolt/meta.db").is_file());
+    assert!(containerd
+        .root()
+        .join("io.containerd.metadata.v1.bolt/meta.db")
+        .is_file());
 
     // /run inside the namespace is containerd's own tmpfs, not the host's.
     let inside = run_with_deadline(
@@ -303,6 +385,17 @@ fn private_containerd_serves_ctr_and_leaves_nothing_behind() {
         "unexpected /run in containerd's namespace: {listing}"
     );
 
+    // `command` keeps the working directory it is given, although it enters a namespace.
+    let pwd = run_with_deadline(
+        containerd.command("pwd").current_dir(containerd.state()),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&pwd.stdout).trim_end(),
+        containerd.state().to_string_lossy()
+    );
+
     let stop = Instant::now();
     drop(containerd);
     eprintln!("private containerd cleaned up in {:?}", stop.elapsed());
@@ -310,7 +403,11 @@ fn private_containerd_serves_ctr_and_leaves_nothing_behind() {
 
     assert!(!path.exists(), "{} was not removed", path.display());
     assert!(mounts_under(&path).unwrap().is_empty());
-    assert!(leaked_processes(&marker).is_empty(), "{:?}", leaked_processes(&marker));
+    assert!(
+        leaked_processes(&marker).is_empty(),
+        "{:?}",
+        leaked_processes(&marker)
+    );
     assert!(ns.processes().is_empty(), "{:?}", ns.processes());
     assert_host_untouched(&host_before);
 }
@@ -346,7 +443,15 @@ fn private_containerd_cleanup_kills_running_containers_on_panic() {
         let id = unique("harness");
         let rootfs_arg = rootfs.to_string_lossy().into_owned();
         containerd
-            .ctr(["run", "-d", "--rootfs", &rootfs_arg, &id, "/bin/sleep", "1000"])
+            .ctr([
+                "run",
+                "-d",
+                "--rootfs",
+                &rootfs_arg,
+                &id,
+                "/bin/sleep",
+                "1000",
+            ])
             .unwrap();
         let tasks = containerd.ctr(["tasks", "ls"]).unwrap();
         let pid: i32 = tasks
@@ -363,6 +468,7 @@ fn private_containerd_cleanup_kills_running_containers_on_panic() {
             .into_iter()
             .filter(|d| d.ends_with(&id))
             .collect();
+        assert!(!cgroups.is_empty(), "no cgroup named {id} for pid {pid}");
         tx.send(Seen {
             path: containerd.temp().path().to_path_buf(),
             marker: containerd.temp().marker().to_string(),
@@ -377,14 +483,48 @@ fn private_containerd_cleanup_kills_running_containers_on_panic() {
     assert!(test.join().is_err(), "the thread was meant to panic");
     eprintln!("container test took {:?}", start.elapsed());
     let seen = rx.recv().unwrap();
-    assert!(!seen.container.is_running(), "container {} survived", seen.container);
+    assert!(
+        !seen.container.is_running(),
+        "container {} survived",
+        seen.container
+    );
     assert!(!seen.shim.is_running(), "shim {} survived", seen.shim);
     assert!(seen.ns.processes().is_empty(), "{:?}", seen.ns.processes());
     assert!(leaked_processes(&seen.marker).is_empty());
-    assert!(!seen.path.exists(), "{} was not removed", seen.path.display());
+    assert!(
+        !seen.path.exists(),
+        "{} was not removed",
+        seen.path.display()
+    );
     assert!(mounts_under(&seen.path).unwrap().is_empty());
     for dir in &seen.cgroups {
         assert!(!dir.exists(), "cgroup {} left behind", dir.display());
     }
     assert_host_untouched(&host_before);
+}
+
+#[test]
+fn private_containerd_start_failure_shows_the_log_and_cleans_up() {
+    if !require_containerd() {
+        return;
+    }
+    let options = ContainerdOptions {
+        extra_config: "this is = = not toml".to_string(),
+        ..ContainerdOptions::default()
+    };
+    let err = PrivateContainerd::start_with(options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("containerd exited"), "{err}");
+    // The log's tail is part of the error: containerd says what is wrong with the config.
+    assert!(err.to_lowercase().contains("toml"), "{err}");
+    let log = err
+        .split("last lines of ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no log path in: {err}"));
+    let dir = log.parent().unwrap();
+    assert!(dir.starts_with(std::env::temp_dir().canonicalize().unwrap()));
+    assert!(!dir.exists(), "{} was not removed", dir.display());
 }

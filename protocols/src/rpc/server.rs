@@ -26,6 +26,9 @@ use super::socket::peer_is_same_user;
 use super::status::{RpcResult, Status};
 use super::stream::{RawReceiver, RawSender};
 
+/// Inbound queues of the client and bidi streams open on one connection, by stream id.
+type StreamTable = Mutex<HashMap<u32, Arc<Queue<Vec<u8>>>>>;
+
 /// How a server runs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -335,8 +338,7 @@ impl Drop for InFlight {
 }
 
 fn read_loop(shared: &Arc<Shared>, mut stream: UnixStream, conn: &Arc<Conn>) {
-    // Inbound queues of the client and bidi streams still open on this connection.
-    let streams: Arc<Mutex<HashMap<u32, Arc<Queue<Vec<u8>>>>>> = Arc::default();
+    let streams: Arc<StreamTable> = Arc::default();
     let mut last_id = 0u32;
     loop {
         let frame = match read_frame(&mut stream) {
@@ -436,7 +438,7 @@ fn read_loop(shared: &Arc<Shared>, mut stream: UnixStream, conn: &Arc<Conn>) {
 fn start_call(
     shared: &Arc<Shared>,
     conn: &Arc<Conn>,
-    streams: &Arc<Mutex<HashMap<u32, Arc<Queue<Vec<u8>>>>>>,
+    streams: &Arc<StreamTable>,
     stream_id: u32,
     flags: u8,
     body: &[u8],
@@ -530,7 +532,7 @@ fn start_call(
         .map_err(|e| Status::resource_exhausted(format!("no thread for the call: {e}")))
 }
 
-fn unregister(streams: &Mutex<HashMap<u32, Arc<Queue<Vec<u8>>>>>, id: u32, queue: &Queue<Vec<u8>>) {
+fn unregister(streams: &StreamTable, id: u32, queue: &Queue<Vec<u8>>) {
     queue.abandon();
     if let Ok(mut open) = streams.lock() {
         open.remove(&id);

@@ -150,9 +150,18 @@ mod tests {
         };
         assert!(hierarchy_matches(&mount("cgroup2", "rw"), ""));
         assert!(!hierarchy_matches(&mount("cgroup", "rw,cpu"), ""));
-        assert!(hierarchy_matches(&mount("cgroup", "rw,cpu,cpuacct"), "cpu,cpuacct"));
-        assert!(!hierarchy_matches(&mount("cgroup", "rw,cpu"), "cpu,cpuacct"));
-        assert!(hierarchy_matches(&mount("cgroup", "rw,name=systemd"), "name=systemd"));
+        assert!(hierarchy_matches(
+            &mount("cgroup", "rw,cpu,cpuacct"),
+            "cpu,cpuacct"
+        ));
+        assert!(!hierarchy_matches(
+            &mount("cgroup", "rw,cpu"),
+            "cpu,cpuacct"
+        ));
+        assert!(hierarchy_matches(
+            &mount("cgroup", "rw,name=systemd"),
+            "name=systemd"
+        ));
     }
 
     #[test]

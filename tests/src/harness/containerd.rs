@@ -17,13 +17,12 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::cgroups::{cgroup_dirs_of, CgroupSnapshot};
 use super::child::{run_with_deadline, ChildGuard};
-use super::ns::{enter_mount_ns, open_mount_ns, with_private_run, MountNs};
-use super::procs::{descendants, kill_and_reap, processes, ProcessInfo};
+use super::ns::{enter_mount_ns, with_private_run, MountNs};
+use super::procs::{freeze_tree, kill_and_reap, processes, ProcessInfo};
 use super::require::is_root;
 use super::temp_root::TempRoot;
 use super::wait::wait_for;
@@ -91,10 +90,8 @@ impl Default for ContainerdOptions {
 #[derive(Debug)]
 pub struct PrivateContainerd {
     daemon: ChildGuard,
+    /// Held open, so its identity stays valid until the last leftover is killed.
     mount_ns: MountNs,
-    /// The open namespace file, shared with the commands made by [`Self::command`];
-    /// `None` once shut down, so the namespace can die with its last process.
-    ns_file: Option<Arc<File>>,
     ctr: PathBuf,
     address: PathBuf,
     ttrpc_address: PathBuf,
@@ -154,12 +151,21 @@ impl PrivateContainerd {
             .stdout(log.try_clone()?)
             .stderr(log);
         with_private_run(&mut cmd);
-        let daemon = ChildGuard::spawn("containerd", &mut cmd)?.with_grace(options.stop_grace);
-        let pid = daemon.pid() as i32;
+        let mut daemon = ChildGuard::spawn("containerd", &mut cmd)?.with_grace(options.stop_grace);
+        let mount_ns = match MountNs::of_pid(daemon.pid() as i32) {
+            Ok(ns) => ns,
+            // It died at once (a zombie has no namespaces left): say why.
+            Err(e) => {
+                let status = daemon.stop()?;
+                return Err(failure(
+                    &log_path,
+                    &format!("containerd exited with {status} ({e})"),
+                ));
+            }
+        };
         // From here on, dropping `containerd` cleans up whatever happens next.
         let mut containerd = PrivateContainerd {
-            mount_ns: MountNs::of_pid(pid)?,
-            ns_file: Some(Arc::new(open_mount_ns(pid)?)),
+            mount_ns,
             daemon,
             ctr: options.ctr.clone(),
             address,
@@ -200,11 +206,7 @@ impl PrivateContainerd {
 
     /// An error saying `what`, with the end of containerd's log.
     fn failure(&self, what: &str) -> io::Error {
-        io::Error::other(format!(
-            "{what}; last lines of {}:\n{}",
-            self.log_path.display(),
-            self.log_tail(40)
-        ))
+        failure(&self.log_path, what)
     }
 
     /// The gRPC socket (`<tmp>/containerd.sock`), reachable from the host namespace.
@@ -247,17 +249,15 @@ impl PrivateContainerd {
         &self.temp
     }
 
-    /// containerd's private mount namespace.
+    /// containerd's private mount namespace. The value holds the namespace open: a test can
+    /// keep it past the drop to check that no process is left in it.
     pub fn mount_ns(&self) -> MountNs {
-        self.mount_ns
+        self.mount_ns.clone()
     }
 
     /// The last `lines` lines of containerd's log (an unreadable log says so instead).
     pub fn log_tail(&self, lines: usize) -> String {
-        match tail(&self.log_path, lines) {
-            Ok(text) => text,
-            Err(e) => format!("(cannot read {}: {e})", self.log_path.display()),
-        }
+        log_tail(&self.log_path, lines)
     }
 
     /// A command that runs `program` inside containerd's mount namespace (where its `/run`
@@ -266,9 +266,7 @@ impl PrivateContainerd {
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.env("CONTAINERD_ADDRESS", &self.address);
-        if let Some(ns) = &self.ns_file {
-            enter_mount_ns(&mut cmd, Arc::clone(ns));
-        }
+        enter_mount_ns(&mut cmd, &self.mount_ns);
         cmd
     }
 
@@ -316,7 +314,6 @@ impl PrivateContainerd {
             return Ok(());
         }
         self.shut_down = true;
-        self.ns_file = None;
         let mut errors: Vec<String> = Vec::new();
         if let Err(e) = self.daemon.stop() {
             errors.push(format!("stopping containerd: {e}"));
@@ -337,24 +334,17 @@ impl PrivateContainerd {
     /// Kills shims, their containers and anything else in the namespace or mentioning the
     /// directory, then removes the cgroups they left that did not exist before the start.
     fn kill_leftovers(&self) -> io::Result<()> {
-        let table = processes();
         let me = std::process::id() as i32;
         let marker = self.temp.marker();
-        let roots: Vec<i32> = table
-            .iter()
+        // Never match by namespace unless it is provably not ours: that would be every process.
+        let by_ns = MountNs::current().is_ok_and(|own| own != self.mount_ns);
+        let roots: Vec<ProcessInfo> = processes()
+            .into_iter()
             .filter(|p| p.pid != me && p.state != 'Z')
-            .filter(|p| {
-                p.cmdline.contains(marker)
-                    || MountNs::of_pid(p.pid).is_ok_and(|ns| ns == self.mount_ns)
-            })
-            .map(|p| p.pid)
+            .filter(|p| p.cmdline.contains(marker) || (by_ns && self.mount_ns.contains(p.pid)))
             .collect();
-        let mut victims: Vec<ProcessInfo> = table
-            .iter()
-            .filter(|p| roots.contains(&p.pid))
-            .cloned()
-            .collect();
-        victims.extend(descendants(&table, &roots));
+        // Frozen, the containers still show their cgroups; dead, they would not.
+        let victims = freeze_tree(&roots)?;
         let mut cgroups: Vec<PathBuf> = victims
             .iter()
             .filter_map(|p| cgroup_dirs_of(p.pid).ok())
@@ -370,12 +360,19 @@ impl PrivateContainerd {
         }
         let killed = kill_and_reap(&victims, CLEANUP_DEADLINE);
         let left = self.cgroups_before.remove_new(&cgroups, CLEANUP_DEADLINE);
-        let still_in_ns = self.mount_ns.processes();
+        let still_in_ns = if by_ns {
+            self.mount_ns.processes()
+        } else {
+            Vec::new()
+        };
         killed?;
         if !still_in_ns.is_empty() {
             return Err(io::Error::other(format!(
                 "processes still in containerd's mount namespace: {:?}",
-                still_in_ns.iter().map(|p| p.to_string()).collect::<Vec<_>>()
+                still_in_ns
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
             )));
         }
         if !left.is_empty() {
@@ -388,7 +385,10 @@ impl PrivateContainerd {
 impl Drop for PrivateContainerd {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
-            eprintln!("private containerd {}: cleanup failed: {e}", self.temp.path().display());
+            eprintln!(
+                "private containerd {}: cleanup failed: {e}",
+                self.temp.path().display()
+            );
         }
     }
 }
@@ -455,6 +455,23 @@ fn search_path(extra: &[PathBuf]) -> io::Result<OsString> {
         .cloned()
         .chain(std::env::split_paths(&inherited));
     std::env::join_paths(dirs).map_err(io::Error::other)
+}
+
+/// An error saying `what`, with the end of containerd's log.
+fn failure(log_path: &Path, what: &str) -> io::Error {
+    io::Error::other(format!(
+        "{what}; last lines of {}:\n{}",
+        log_path.display(),
+        log_tail(log_path, 40)
+    ))
+}
+
+/// The last `lines` lines of a log, or why it cannot be read.
+fn log_tail(path: &Path, lines: usize) -> String {
+    match tail(path, lines) {
+        Ok(text) => text,
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
 }
 
 /// The last `lines` lines of a file (reading at most its last 64 KiB).

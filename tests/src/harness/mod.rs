@@ -2,7 +2,8 @@
 //! a private containerd, all cleaned up even when a test panics.
 //!
 //! One module per job:
-//! - [`require`]: root and tools a test needs; fails on CI (`CI=true`), skips elsewhere.
+//! - [`require`](mod@require): root and tools a test needs; fails on CI (`CI=true`), skips
+//!   elsewhere.
 //! - [`wait`]: waiting on a condition or a socket with a deadline.
 //! - [`temp_root`]: [`TempRoot`], a per-test directory that kills, unmounts and removes.
 //! - [`child`]: [`ChildGuard`], a child process stopped and reaped on drop, and
@@ -44,7 +45,9 @@ pub use containerd::{ContainerdOptions, PrivateContainerd};
 pub use mounts::{mounts_under, unmount_all_under};
 pub use ns::MountNs;
 pub use procs::{leaked_processes, ProcessInfo};
-pub use require::{find_on_path, is_root, on_ci, require, require_because, require_root, require_tool};
+pub use require::{
+    find_on_path, is_root, on_ci, require, require_because, require_root, require_tool,
+};
 pub use temp_root::TempRoot;
 pub use tree::TreeSnapshot;
 pub use wait::{wait_for, wait_for_socket, wait_for_some};

@@ -74,7 +74,9 @@ fn parse_line(line: &str) -> Option<MountEntry> {
     let mount_point = PathBuf::from(decode_octal_escapes(fields.next()?));
     let mut tail = after.split(' ');
     let fs_type = tail.next()?.to_string();
-    let source = decode_octal_escapes(tail.next()?).to_string_lossy().into_owned();
+    let source = decode_octal_escapes(tail.next()?)
+        .to_string_lossy()
+        .into_owned();
     let super_options = tail.next().unwrap_or_default().to_string();
     Some(MountEntry {
         id,
@@ -147,15 +149,22 @@ mod tests {
 
     #[test]
     fn decodes_escapes() {
-        assert_eq!(decode_octal_escapes(r"/tmp/a\040b"), OsString::from("/tmp/a b"));
-        assert_eq!(decode_octal_escapes(r"/x\134y\011z"), OsString::from("/x\\y\tz"));
+        assert_eq!(
+            decode_octal_escapes(r"/tmp/a\040b"),
+            OsString::from("/tmp/a b")
+        );
+        assert_eq!(
+            decode_octal_escapes(r"/x\134y\011z"),
+            OsString::from("/x\\y\tz")
+        );
         assert_eq!(decode_octal_escapes(r"/x\04"), OsString::from(r"/x\04"));
         assert_eq!(decode_octal_escapes(r"\777"), OsString::from(r"\777"));
     }
 
     #[test]
     fn parses_a_line() {
-        let text = "36 35 98:0 /mnt1 /mnt\\0402 rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n\
+        let text =
+            "36 35 98:0 /mnt1 /mnt\\0402 rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n\
                     garbage\n";
         let entries = parse_mountinfo(text);
         assert_eq!(entries.len(), 1);

@@ -24,21 +24,40 @@ use nix::unistd::{close, fchdir};
 
 use super::procs::{processes, ProcessInfo};
 
-/// Identity of a mount namespace: device and inode of its `nsfs` file (what
-/// `readlink /proc/<pid>/ns/mnt` shows as `mnt:[<inode>]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A mount namespace, held open: its identity is the device and inode of its `nsfs` file
+/// (what `readlink /proc/<pid>/ns/mnt` shows as `mnt:[<inode>]`).
+///
+/// Holding the namespace open matters: the kernel reuses the inode number of a namespace
+/// that died for the next one created, so a bare number could designate another test's
+/// container. While a `MountNs` (or a clone, or a command made by [`enter_mount_ns`]) exists,
+/// the namespace, with whatever is mounted in it, stays alive, even with no process left.
+#[derive(Debug, Clone)]
 pub struct MountNs {
     dev: u64,
     ino: u64,
+    handle: Arc<File>,
 }
 
+impl PartialEq for MountNs {
+    fn eq(&self, other: &Self) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+}
+
+impl Eq for MountNs {}
+
 impl MountNs {
-    /// The mount namespace of process `pid`.
+    /// Opens the mount namespace of process `pid` (`/proc/<pid>/ns/mnt`).
     pub fn of_pid(pid: i32) -> io::Result<MountNs> {
-        let meta = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))?;
+        let path = format!("/proc/{pid}/ns/mnt");
+        let file = File::open(&path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot open mount namespace {path}: {e}"))
+        })?;
+        let meta = file.metadata()?;
         Ok(MountNs {
             dev: meta.dev(),
             ino: meta.ino(),
+            handle: Arc::new(file),
         })
     }
 
@@ -47,13 +66,18 @@ impl MountNs {
         MountNs::of_pid(std::process::id() as i32)
     }
 
-    /// Running processes (this one excluded) whose mount namespace is this one.
+    /// True when process `pid` is in this namespace.
+    pub fn contains(&self, pid: i32) -> bool {
+        std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+            .is_ok_and(|m| (m.dev(), m.ino()) == (self.dev, self.ino))
+    }
+
+    /// Running processes (this one excluded) in this namespace.
     pub fn processes(&self) -> Vec<ProcessInfo> {
         let me = std::process::id() as i32;
         processes()
             .into_iter()
-            .filter(|p| p.pid != me && p.state != 'Z')
-            .filter(|p| MountNs::of_pid(p.pid).is_ok_and(|ns| ns == *self))
+            .filter(|p| p.pid != me && p.state != 'Z' && self.contains(p.pid))
             .collect()
     }
 }
@@ -78,7 +102,13 @@ pub fn with_private_run(cmd: &mut Command) -> &mut Command {
     unsafe {
         cmd.pre_exec(move || {
             unshare(CloneFlags::CLONE_NEWNS)?;
-            mount(none, ROOT, none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
+            mount(
+                none,
+                ROOT,
+                none,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                none,
+            )?;
             mount(
                 Some(TMPFS),
                 RUN,
@@ -91,20 +121,14 @@ pub fn with_private_run(cmd: &mut Command) -> &mut Command {
     }
 }
 
-/// Opens the mount namespace of process `pid` (`/proc/<pid>/ns/mnt`) for
-/// [`enter_mount_ns`]. The open file keeps the namespace alive: drop it when done.
-pub fn open_mount_ns(pid: i32) -> io::Result<File> {
-    File::open(format!("/proc/{pid}/ns/mnt"))
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open mount namespace of pid {pid}: {e}")))
-}
-
-/// Makes `cmd` start inside the mount namespace `ns` (from [`open_mount_ns`]). The working
+/// Makes `cmd` start inside the mount namespace `ns` (the command holds it open). The working
 /// directory the command was given (or inherits) is kept: entering a mount namespace resets
 /// it to the namespace's root, so the hook re-enters it by file descriptor. Needs root.
-pub fn enter_mount_ns(cmd: &mut Command, ns: Arc<File>) -> &mut Command {
+pub fn enter_mount_ns<'c>(cmd: &'c mut Command, ns: &MountNs) -> &'c mut Command {
+    let ns = Arc::clone(&ns.handle);
     const DOT: &CStr = c".";
     // SAFETY: between fork and exec the hook only makes system calls (open, setns, fchdir,
-    // close) on a constant C string and a descriptor owned by the `Arc` the closure holds:
+    // close) on a constant C string and a descriptor kept open by the `Arc` the closure holds:
     // no allocation, no lock.
     unsafe {
         cmd.pre_exec(move || {

@@ -56,12 +56,15 @@ impl ProcessInfo {
 
     /// True while this very process (same pid and start time) exists and is not a zombie.
     pub fn is_running(&self) -> bool {
-        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
-            Ok(stat) => matches!(
-                parse_stat(&stat),
-                Some((state, _, start)) if start == self.start_time && state != 'Z' && state != 'X'
-            ),
-            Err(_) => false,
+        matches!(self.current_state(), Some(state) if state != 'Z' && state != 'X')
+    }
+
+    /// The state letter now, if this very process (same start time) still exists.
+    pub fn current_state(&self) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        match parse_stat(&stat) {
+            Some((state, _, start)) if start == self.start_time => Some(state),
+            _ => None,
         }
     }
 
@@ -131,18 +134,54 @@ pub fn descendants(table: &[ProcessInfo], roots: &[i32]) -> Vec<ProcessInfo> {
     found
 }
 
-/// Kills `victims` and waits until they are gone: all are stopped first (so none forks or
-/// restarts another meanwhile), then sent `SIGKILL`; those that are children of this process
-/// are reaped. This process itself is never signalled. Fails, naming the survivors, when some
-/// are still running after `deadline`.
+/// Stops (`SIGSTOP`) `roots` and all their descendants and returns them all, frozen: a
+/// stopped process cannot fork, so after the last round no new descendant can appear. Each
+/// round waits (briefly) for the processes to be stopped, then looks for children born
+/// meanwhile. This process is never included.
+pub fn freeze_tree(roots: &[ProcessInfo]) -> io::Result<Vec<ProcessInfo>> {
+    const ROUNDS: usize = 32;
+    const STOP_WAIT: Duration = Duration::from_secs(2);
+    let me = std::process::id() as i32;
+    let mut frozen: Vec<ProcessInfo> = Vec::new();
+    let mut batch: Vec<ProcessInfo> = roots.iter().filter(|p| p.pid != me).cloned().collect();
+    for _ in 0..ROUNDS {
+        // Only processes verified alive (same start time) count: the children of a recycled
+        // pid are someone else's.
+        batch.retain(|p| p.is_running() && !frozen.iter().any(|f| f.pid == p.pid));
+        if batch.is_empty() {
+            break;
+        }
+        for p in &batch {
+            p.signal(Signal::SIGSTOP)?;
+        }
+        // A process in uninterruptible sleep stops late; go on after a while regardless.
+        let _ = wait_for(STOP_WAIT, "processes to stop", || {
+            batch
+                .iter()
+                .all(|p| matches!(p.current_state(), None | Some('T' | 't' | 'Z' | 'X')))
+        });
+        frozen.append(&mut batch);
+        let pids: Vec<i32> = frozen
+            .iter()
+            .filter(|p| p.current_state().is_some())
+            .map(|p| p.pid)
+            .collect();
+        batch = descendants(&processes(), &pids)
+            .into_iter()
+            .filter(|p| p.pid != me)
+            .collect();
+    }
+    Ok(frozen)
+}
+
+/// Kills `victims` with `SIGKILL` (each only if it is still the same process), reaps those
+/// that are children of this process, and waits until all are gone. Fails, naming the
+/// survivors, after `deadline`. Use [`kill_tree`] unless the processes are already frozen.
 ///
 /// Reaping takes the exit status: do not pass the pid of a `Child` you still mean to `wait` on.
 pub fn kill_and_reap(victims: &[ProcessInfo], deadline: Duration) -> io::Result<()> {
     let me = std::process::id() as i32;
     let victims: Vec<&ProcessInfo> = victims.iter().filter(|p| p.pid != me).collect();
-    for p in &victims {
-        p.signal(Signal::SIGSTOP)?;
-    }
     for p in &victims {
         p.signal(Signal::SIGKILL)?;
     }
@@ -159,6 +198,14 @@ pub fn kill_and_reap(victims: &[ProcessInfo], deadline: Duration) -> io::Result<
             .collect();
         io::Error::new(io::ErrorKind::TimedOut, format!("{e}: {}", left.join(", ")))
     })
+}
+
+/// Kills `roots` and all their descendants ([`freeze_tree`], then [`kill_and_reap`]) and
+/// returns what was killed.
+pub fn kill_tree(roots: &[ProcessInfo], deadline: Duration) -> io::Result<Vec<ProcessInfo>> {
+    let frozen = freeze_tree(roots)?;
+    kill_and_reap(&frozen, deadline)?;
+    Ok(frozen)
 }
 
 /// Collects the exit status of `pid` if it is an exited child of this process; a process that

@@ -48,9 +48,7 @@ pub fn require_because(what: &str, available: bool, reason: &str) -> bool {
         format!(" ({reason})")
     };
     if on_ci() {
-        panic!(
-            "CI=true and {what} is missing: this test cannot be skipped on CI{reason}{test}"
-        );
+        panic!("CI=true and {what} is missing: this test cannot be skipped on CI{reason}{test}");
     }
     eprintln!("skipping: {what} missing{reason}{test}");
     false

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::child::ChildGuard;
 use super::mounts::{mounts_under, unmount_all_under};
-use super::procs::{descendants, kill_and_reap, processes, ProcessInfo};
+use super::procs::{kill_tree, processes, ProcessInfo};
 
 /// Prefix of every test directory, so a leftover is easy to recognise (`/tmp/corral-test-*`).
 pub const TEMP_PREFIX: &str = "corral-test-";
@@ -22,9 +22,9 @@ const KILL_DEADLINE: Duration = Duration::from_secs(10);
 ///
 /// Dropping it (or calling [`cleanup`](Self::cleanup)):
 /// 1. stops the [`ChildGuard`]s it [adopted](Self::adopt);
-/// 2. kills (`SIGKILL`) the processes [registered](Self::register_pid) with it, and every
-///    process whose command line mentions its path, with their descendants, and reaps those
-///    that are our children;
+/// 2. kills (`SIGKILL`) the processes [registered](Self::register_pid) with it and every
+///    process whose command line mentions its path, with all their descendants (frozen
+///    first, so none escapes by forking), and reaps those that are our children;
 /// 3. unmounts everything mounted at or below it, deepest first (lazily if busy);
 /// 4. removes it — unless something could not be unmounted, because removing the contents
 ///    of a mount that is still there could delete files that are not the test's.
@@ -121,17 +121,14 @@ impl TempRoot {
         for mut guard in lock(&self.adopted).drain(..) {
             note(guard.stop().map(drop));
         }
-        let mut victims: Vec<ProcessInfo> = lock(&self.registered).drain(..).collect();
-        let table = processes();
         let me = std::process::id() as i32;
-        let mentioning: Vec<i32> = table
-            .iter()
-            .filter(|p| p.pid != me && p.state != 'Z' && p.cmdline.contains(&self.marker))
-            .map(|p| p.pid)
-            .collect();
-        victims.extend(table.iter().filter(|p| mentioning.contains(&p.pid)).cloned());
-        victims.extend(descendants(&table, &mentioning));
-        note(kill_and_reap(&victims, KILL_DEADLINE));
+        let mut roots: Vec<ProcessInfo> = lock(&self.registered).drain(..).collect();
+        roots.extend(
+            processes()
+                .into_iter()
+                .filter(|p| p.pid != me && p.state != 'Z' && p.cmdline.contains(&self.marker)),
+        );
+        note(kill_tree(&roots, KILL_DEADLINE).map(drop));
 
         note(unmount_all_under(&self.path));
         let mounted = mounts_under(&self.path);
@@ -174,5 +171,7 @@ fn remove_tree(path: &Path) -> io::Result<()> {
 
 /// Locks a mutex, also after a panic poisoned it (cleanup must run anyway).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

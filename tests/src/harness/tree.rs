@@ -83,7 +83,12 @@ impl fmt::Display for TreeSnapshot {
         if !self.exists() {
             return write!(f, "{} (absent)", self.root.display());
         }
-        write!(f, "{} ({} entries)", self.root.display(), self.entries.len())
+        write!(
+            f,
+            "{} ({} entries)",
+            self.root.display(),
+            self.entries.len()
+        )
     }
 }
 
@@ -154,6 +159,11 @@ mod tests {
         std::fs::write(dir.path().join("b"), "2").unwrap();
         let after = TreeSnapshot::take(dir.path()).unwrap();
         let changes = after.changes_since(&before);
-        assert!(changes.iter().any(|c| c.starts_with("created") && c.ends_with("/b")), "{changes:?}");
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.starts_with("created") && c.ends_with("/b")),
+            "{changes:?}"
+        );
     }
 }

@@ -14,7 +14,11 @@ pub const FIRST_POLL: Duration = Duration::from_millis(2);
 pub const MAX_POLL: Duration = Duration::from_millis(100);
 
 /// Polls `cond` until it returns `true` or `deadline` has passed; the error names `what`.
-pub fn wait_for(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Result<(), String> {
+pub fn wait_for(
+    deadline: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) -> Result<(), String> {
     wait_for_some(deadline, what, || cond().then_some(()))
 }
 

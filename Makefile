@@ -1,0 +1,51 @@
+# Corral: build, test, lint, benchmark, install and demo. `make help` lists the targets.
+
+CARGO      ?= cargo
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+RELEASE    := target/release
+BINARIES   := corrald corralctl containerd-shim-corral-v2
+export CORRAL_REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+.PHONY: all help build release test lint bench install uninstall clean demo
+
+all: build
+
+help:
+	@echo "make build    debug build of the workspace"
+	@echo "make release  small release binaries in $(RELEASE)"
+	@echo "make test     every unit and integration test (some need root, runc, containerd, go)"
+	@echo "make lint     cargo fmt --check and clippy with warnings as errors"
+	@echo "make bench    measure against the references; writes docs/benchmarks.md"
+	@echo "make install  put $(BINARIES) in $(BINDIR) (PREFIX=$(PREFIX))"
+	@echo "make demo     build and show what Corral does today"
+	@echo "make clean    remove build output"
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release --workspace --bins
+
+test:
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: release
+	$(RELEASE)/corral-bench
+
+install: release
+	install -d $(DESTDIR)$(BINDIR)
+	for b in $(BINARIES); do install -m 0755 $(RELEASE)/$$b $(DESTDIR)$(BINDIR)/$$b; done
+
+uninstall:
+	for b in $(BINARIES); do rm -f $(DESTDIR)$(BINDIR)/$$b; done
+
+clean:
+	$(CARGO) clean
+
+demo: release
+	@sh scripts/demo.sh $(RELEASE)

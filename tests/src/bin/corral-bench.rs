@@ -1,0 +1,256 @@
+//! `make bench`: Corral's figures beside their references, measured in the same run, written to
+//! `docs/benchmarks.md`.
+//!
+//! Measured now: release binary sizes (against Debian's containerd 1.6 binaries) and an idle
+//! ttrpc server's threads and memory with 0, 1 and 20 connected clients (Corral's rpc layer
+//! against Go's ttrpc 1.1.1, the version containerd 1.6 links, serving the same Version call).
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_protocols::rpc::{CallContext, Client};
+use corral_protocols::services::version::v1::version_rpc::VersionClient;
+
+/// Idle time before reading memory: longer than the rpc layer's handler idle timeout.
+const SETTLE: Duration = Duration::from_secs(6);
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("corral-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+fn run() -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
+    let bin_dir = exe
+        .parent()
+        .ok_or("the bench binary has no directory")?
+        .to_path_buf();
+    let mut report = String::from("# Benchmarks\n\n");
+    let _ = writeln!(
+        report,
+        "Written by `make bench` on {} ({} cores, kernel {}). Every Corral figure stands beside its \
+         reference measured in the same run; ratios are Corral / reference (below 1 is better).\n",
+        today(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        read_trim("/proc/sys/kernel/osrelease"),
+    );
+
+    report.push_str(&sizes(&bin_dir)?);
+    report.push_str(&idle_servers(&bin_dir)?);
+
+    let out = repo_root().join("docs/benchmarks.md");
+    std::fs::write(&out, &report).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    Ok(report)
+}
+
+fn today() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn size_of(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+fn kib(bytes: u64) -> String {
+    format!("{:.0} KiB", bytes as f64 / 1024.0)
+}
+
+fn ratio(ours: f64, reference: f64) -> String {
+    if reference > 0.0 {
+        format!("{:.2}", ours / reference)
+    } else {
+        "n/a".into()
+    }
+}
+
+fn sizes(bin_dir: &Path) -> Result<String, String> {
+    let pairs = [
+        (
+            "containerd-shim-corral-v2",
+            "/usr/bin/containerd-shim-runc-v2",
+        ),
+        ("corrald", "/usr/bin/containerd"),
+        ("corralctl", "/usr/bin/ctr"),
+    ];
+    let mut out = String::from(
+        "## Release binary sizes\n\nStripped release builds (`make release`) against Debian 12's containerd 1.6.20 binaries. \
+         Corral's binaries do much less than containerd's today (see the README's status table), so these \
+         ratios will rise as they gain features; they are here to watch the trend.\n\n\
+         | binary | size | reference | reference size | ratio |\n|---|---|---|---|---|\n",
+    );
+    for (ours, reference) in pairs {
+        let ours_path = bin_dir.join(ours);
+        let ours_size = size_of(&ours_path).ok_or_else(|| {
+            format!(
+                "{} is missing: run `make release` first",
+                ours_path.display()
+            )
+        })?;
+        let (ref_size, r) = match size_of(Path::new(reference)) {
+            Some(s) => (kib(s), ratio(ours_size as f64, s as f64)),
+            None => ("not installed".into(), "n/a".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| `{ours}` | {} | `{reference}` | {ref_size} | {r} |",
+            kib(ours_size)
+        );
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+/// Threads, RSS and Pss of a process.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    threads: u64,
+    rss_kib: u64,
+    pss_kib: u64,
+}
+
+fn field_kib(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn usage(pid: u32) -> Result<Usage, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("reading /proc/{pid}/status: {e}"))?;
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .map_err(|e| format!("reading /proc/{pid}/smaps_rollup: {e}"))?;
+    Ok(Usage {
+        threads: field_kib(&status, "Threads:").unwrap_or(0),
+        rss_kib: field_kib(&status, "VmRSS:").unwrap_or(0),
+        pss_kib: field_kib(&rollup, "Pss:").unwrap_or(0),
+    })
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a server that prints one line once it listens.
+fn start_server(cmd: &mut Command, sock: &Path) -> Result<Proc, String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting {cmd:?}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let proc = Proc(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("waiting for {cmd:?}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(sock).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{} never accepted connections", sock.display()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(proc)
+}
+
+/// Connects `n` clients, makes one call on each, lets the server settle, and measures it.
+fn measure(pid: u32, sock: &Path, n: usize) -> Result<(Usage, Vec<Client>), String> {
+    let addr = format!("unix://{}", sock.display());
+    let ctx = CallContext::new().with_timeout(Duration::from_secs(10));
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let c = Client::connect(&addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
+        VersionClient::new(c.clone())
+            .version(&ctx, &Default::default())
+            .map_err(|e| format!("Version on {addr}: {e}"))?;
+        clients.push(c);
+    }
+    std::thread::sleep(SETTLE);
+    Ok((usage(pid)?, clients))
+}
+
+fn idle_servers(bin_dir: &Path) -> Result<String, String> {
+    let tmp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let ours_sock = tmp.path().join("corral.sock");
+    let go_sock = tmp.path().join("go.sock");
+    let go_out = repo_root().join("target/go-interop");
+    let go =
+        corral_tests::go::build(&go_out).map_err(|e| format!("building the Go server: {e}"))?;
+
+    let ours = start_server(
+        Command::new(bin_dir.join("corral-idle-server")).arg(&ours_sock),
+        &ours_sock,
+    )?;
+    let reference = start_server(
+        Command::new(&go.server).arg("-socket").arg(&go_sock),
+        &go_sock,
+    )?;
+    let mut out = String::from(
+        "## Idle ttrpc server\n\nA server answering containerd's Version call, measured after each client made one call and \
+         the server sat idle for 6 s. Corral: `corral-idle-server` (its rpc layer, release build). Reference: a Go server on \
+         Debian's ttrpc 1.1.1 (what containerd 1.6 and its shims link), `tests/go/src/corral-interop/server`.\n\n\
+         | clients | Corral threads | Go threads | Corral RSS | Go RSS | RSS ratio | Corral Pss | Go Pss | Pss ratio |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut keep = Vec::new();
+    let mut connected = 0;
+    for n in [0usize, 1, 20] {
+        let extra = n - connected;
+        let (u, c1) = measure(ours.0.id(), &ours_sock, extra)?;
+        let (g, c2) = measure(reference.0.id(), &go_sock, extra)?;
+        keep.push(c1);
+        keep.push(c2);
+        connected = n;
+        let _ = writeln!(
+            out,
+            "| {n} | {} | {} | {} KiB | {} KiB | {} | {} KiB | {} KiB | {} |",
+            u.threads,
+            g.threads,
+            u.rss_kib,
+            g.rss_kib,
+            ratio(u.rss_kib as f64, g.rss_kib as f64),
+            u.pss_kib,
+            g.pss_kib,
+            ratio(u.pss_kib as f64, g.pss_kib as f64),
+        );
+    }
+    out.push('\n');
+    drop(keep);
+    Ok(out)
+}
