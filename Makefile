@@ -28,6 +28,7 @@ release:
 	$(CARGO) build --release --workspace --bins
 
 test:
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:
