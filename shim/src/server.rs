@@ -7,10 +7,10 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -19,8 +19,49 @@ use corral_protocols::runtime::v2::task::shim_rpc::register_task;
 
 use crate::events::Publisher;
 use crate::flags::Flags;
-use crate::reaper::{Reaper, ReaperRunner};
-use crate::service::{Config, TaskService};
+use crate::reaper::{Reaper, ReaperRunner, Watch};
+use crate::service::{Config, SharedOom, TaskService};
+
+/// The OOM watcher's descriptor in the reaper's poll loop: readable when a watched cgroup ran
+/// out of memory.
+struct OomWatch {
+    fd: OwnedFd,
+    watcher: SharedOom,
+    service: Arc<TaskService>,
+}
+
+impl OomWatch {
+    fn new(watcher: SharedOom, service: Arc<TaskService>) -> io::Result<Self> {
+        let fd = {
+            let w = watcher
+                .lock()
+                .map_err(|_| io::Error::other("OOM watcher poisoned"))?;
+            w.as_fd().try_clone_to_owned()?
+        };
+        Ok(Self {
+            fd,
+            watcher,
+            service,
+        })
+    }
+}
+
+impl Watch for OomWatch {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    fn ready(&mut self) {
+        let ids = match self.watcher.lock() {
+            Ok(mut w) => w.drain(),
+            Err(_) => return,
+        };
+        for id in ids {
+            log::info!("container {id} ran out of memory");
+            self.service.oom(&id);
+        }
+    }
+}
 
 /// How long shutdown waits for calls in flight and queued events.
 const GRACE: Duration = Duration::from_secs(5);
@@ -90,12 +131,20 @@ pub fn serve(flags: &Flags) -> io::Result<()> {
             }
         }
     };
+    let oom = match crate::cgroup::CgroupFs::host().and_then(crate::cgroup::OomWatcher::new) {
+        Ok(w) => Some(Arc::new(Mutex::new(w))),
+        Err(e) => {
+            log::warn!("no OOM events: {e}");
+            None
+        }
+    };
     let service = TaskService::new(
         Config {
             namespace: flags.namespace.clone(),
             address: flags.address.clone(),
             debug: flags.debug,
         },
+        oom.clone(),
         publisher.clone(),
         runner,
         Box::new(stop.clone()),
@@ -121,7 +170,14 @@ pub fn serve(flags: &Flags) -> io::Result<()> {
             .stack_size(128 * 1024)
             .spawn(move || service.handle_exits(exits))?;
     }
-    reaper.spawn(Vec::new(), stop)?;
+    let mut watches: Vec<Box<dyn Watch>> = Vec::new();
+    if let Some(oom) = oom {
+        match OomWatch::new(oom, Arc::clone(&service)) {
+            Ok(w) => watches.push(Box::new(w)),
+            Err(e) => log::warn!("no OOM events: {e}"),
+        }
+    }
+    reaper.spawn(watches, stop)?;
 
     log::info!(
         "shim serving namespace {} id {} on {}",

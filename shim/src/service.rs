@@ -66,9 +66,13 @@ struct Lifecycle {
     unmatched: VecDeque<Exit>,
 }
 
+/// Shared with the reaper thread, which drains it when its descriptor is readable.
+pub type SharedOom = Arc<Mutex<crate::cgroup::OomWatcher>>;
+
 /// The Task service.
 pub struct TaskService {
     config: Config,
+    oom: Option<SharedOom>,
     containers: Mutex<HashMap<String, Arc<Container>>>,
     lifecycle: Mutex<Lifecycle>,
     publisher: Publisher,
@@ -79,12 +83,14 @@ pub struct TaskService {
 impl TaskService {
     pub fn new(
         config: Config,
+        oom: Option<SharedOom>,
         publisher: Publisher,
         runner: Arc<dyn Runner>,
         on_shutdown: Box<dyn Fn() + Send + Sync>,
     ) -> Arc<Self> {
         Arc::new(Self {
             config,
+            oom,
             containers: Mutex::new(HashMap::new()),
             lifecycle: Mutex::new(Lifecycle {
                 unmatched: VecDeque::new(),
@@ -333,6 +339,12 @@ impl TaskService {
             !mounts.is_empty(),
         ));
         self.containers().insert(req.id.clone(), container);
+        if let Some(oom) = &self.oom {
+            let added = oom.lock().map(|mut w| w.add(&req.id, pid));
+            if let Ok(Err(e)) = added {
+                log::warn!("watching {} for OOM: {e}", req.id);
+            }
+        }
 
         let mut ev = TaskCreate::new();
         ev.container_id = req.id.clone();
@@ -414,6 +426,11 @@ impl TaskService {
                 mount::unmount_all(&c.rootfs()).map_err(|e| Status::internal(e.to_string()))?;
             }
             self.containers().remove(&c.id);
+            if let Some(oom) = &self.oom {
+                if let Ok(mut w) = oom.lock() {
+                    w.remove(&c.id);
+                }
+            }
             let mut ev = TaskDelete::new();
             ev.container_id = c.id.clone();
             ev.pid = resp.pid;
@@ -662,12 +679,11 @@ impl Task for TaskService {
     fn resize_pty(&self, _ctx: &RequestContext, req: ResizePtyRequest) -> RpcResult<Empty> {
         let (_c, p) = self.process(&req.id, &req.exec_id)?;
         let inner = p.lock();
-        let io = inner
-            .io
-            .as_ref()
-            .ok_or_else(|| Status::failed_precondition("the process has no terminal"))?;
-        io.resize(req.width, req.height)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        // Like containerd's shim, resizing a process without a terminal is a no-op.
+        if let Some(io) = inner.io.as_ref().filter(|io| io.is_terminal()) {
+            io.resize(req.width, req.height)
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        }
         Ok(Empty::new())
     }
 

@@ -26,9 +26,15 @@
 //! | stdin fifo | a pipe | fifo -> pipe |
 //! | terminal | the pty (runc's) | stdin fifo -> master, master -> stdout fifo/file/binary |
 //!
+//! Where this differs from the Go shim: fifos and files are handed to the process directly
+//! (Go always copies through pipes); stdin is honoured with a `binary://` stdout (Go leaves it
+//! on `/dev/null`); `file://` stderr may name another file than stdout (Go sends both to
+//! stdout's); the logging binary's pipes are given to `io_uid`/`io_gid` too; a terminal may
+//! write to a `file://` (Go fails) and without stdout its output is read and dropped.
+//!
 //! Stdout and stderr naming the same fifo or file share one descriptor (or one sink). All the
 //! copying of a process runs on one small thread polling all its descriptors
-//! ([`copy`]); a process with nothing to copy has no thread. A logging binary is waited for
+//! (module `copy`); a process with nothing to copy has no thread. A logging binary is waited for
 //! by one helper thread for its lifetime (through the [`Runner`], since only the shim's
 //! reaper may wait for children).
 //!

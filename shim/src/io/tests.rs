@@ -761,113 +761,171 @@ fn unpack_oci(tarball: &Path, scratch: &Path, rootfs: &Path) {
     }
 }
 
-/// runc itself: a terminal process in a busybox container (`tests/fixtures/busybox-oci.tar`),
-/// through `--console-socket`.
+/// A busybox bundle (`tests/fixtures/busybox-oci.tar`) for driving runc for real, or why not.
+struct RuncBundle {
+    runc: PathBuf,
+    dir: tempfile::TempDir,
+    bundle: PathBuf,
+    id: String,
+}
+
+impl RuncBundle {
+    /// `None` (after printing why) when root, runc or the fixture is missing; on CI
+    /// (`CI=true`) that is a failure instead.
+    fn new(test: &str, args: &[&str], terminal: bool) -> Option<RuncBundle> {
+        let skip = |why: &str| {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(!ci, "{test} cannot run on CI: {why}");
+            eprintln!("skipping {test}: {why}");
+            None
+        };
+        if !nix::unistd::geteuid().is_root() {
+            return skip("needs root");
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let Some(runc) = std::env::split_paths(&path)
+            .map(|d| d.join("runc"))
+            .find(|p| p.is_file())
+        else {
+            return skip("runc not installed");
+        };
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/busybox-oci.tar");
+        if !fixture.exists() {
+            return skip(&format!("{} is missing", fixture.display()));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        unpack_oci(&fixture, &dir.path().join("image"), &bundle.join("rootfs"));
+        let out = Command::new(&runc)
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let cfg_path = bundle.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&cfg_path).unwrap()).unwrap();
+        cfg["process"]["terminal"] = terminal.into();
+        cfg["process"]["args"] = serde_json::json!(args);
+        fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let id = format!("corral-io-{test}-{}", std::process::id());
+        Some(RuncBundle {
+            runc,
+            dir,
+            bundle,
+            id,
+        })
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.runc);
+        c.arg("--root")
+            .arg(self.dir.path().join("runc-root"))
+            .args(args);
+        c
+    }
+
+    /// `runc create` with `stdio`, whose descriptors are closed when it returns; `Err` with
+    /// runc's complaint.
+    fn create(&self, console: Option<&Path>, rs: RuncStdio) -> Result<(), String> {
+        let mut c = self.cmd(&["create", "--bundle", s(&self.bundle)]);
+        if let Some(sock) = console {
+            c.arg("--console-socket").arg(sock);
+        }
+        // runc's log goes to a file, so its stdio is the container's alone.
+        c.arg("--pid-file")
+            .arg(self.dir.path().join("pid"))
+            .arg(&self.id)
+            .stdin(stdio(rs.stdin))
+            .stdout(stdio(rs.stdout))
+            .stderr(stdio(rs.stderr));
+        let status = c.status().unwrap();
+        drop(c);
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("runc create: {status}"))
+        }
+    }
+
+    fn start(&self) {
+        assert!(self.cmd(&["start", &self.id]).status().unwrap().success());
+    }
+}
+
+impl Drop for RuncBundle {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd(&["delete", "--force", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// runc itself: a terminal process, its pty master sent over `--console-socket`.
 #[test]
 fn runc_terminal() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let skip = |why: &str| {
-        assert!(!ci, "runc_terminal cannot run on CI: {why}");
-        eprintln!("skipping runc_terminal: {why}");
+    let script = "stty -echo; echo ready; read line; echo \"got $line\"; stty size";
+    let Some(rb) = RuncBundle::new("runc_terminal", &["/bin/sh", "-c", script], true) else {
+        return;
     };
-    if !nix::unistd::geteuid().is_root() {
-        return skip("needs root");
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let runc = std::env::split_paths(&path)
-        .map(|d| d.join("runc"))
-        .find(|p| p.is_file());
-    let Some(runc) = runc else {
-        return skip("runc not installed");
-    };
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/busybox-oci.tar");
-    if !fixture.exists() {
-        return skip(&format!("{} is missing", fixture.display()));
-    }
     let leak = LeakCheck::start();
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    let rootfs = bundle.join("rootfs");
-    unpack_oci(&fixture, &dir.path().join("image"), &rootfs);
-    let spec_out = Command::new(&runc)
-        .args(["spec", "--bundle"])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(spec_out.status.success(), "{spec_out:?}");
-    let cfg_path = bundle.join("config.json");
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&cfg_path).unwrap()).unwrap();
-    cfg["process"]["terminal"] = true.into();
-    cfg["process"]["args"] = serde_json::json!([
-        "/bin/sh",
-        "-c",
-        "stty -echo; echo ready; read line; echo \"got $line\"; stty size"
-    ]);
-    fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let dir = rb.dir.path();
+    let (inp, out) = (mkfifo(dir, "x-stdin"), mkfifo(dir, "x-stdout"));
+    let mut rout = client_reader(&out);
+    let mut pio =
+        ProcessIo::prepare(&spec(s(&inp), s(&out), "", true), &opts(dir), runner()).unwrap();
+    let sock = pio.console_socket().unwrap().to_path_buf();
+    rb.create(Some(&sock), pio.take_runc_stdio()).unwrap();
+    pio.start().unwrap();
+    pio.resize(100, 30).unwrap();
+    rb.start();
+    assert_eq!(read_n(&mut rout, 7), b"ready\r\n");
+    let mut w = client_writer(&inp);
+    w.write_all(b"hi\n").unwrap();
+    pio.close_stdin();
+    drop(w);
+    assert_eq!(read_to_eof(&mut rout), "got hi\r\n30 100\r\n");
+    pio.finish(WAIT);
+    drop((rout, rb));
+    leak.check();
+}
 
-    let (inp, out) = (
-        mkfifo(dir.path(), "x-stdin"),
-        mkfifo(dir.path(), "x-stdout"),
+/// runc itself with direct fifos and a stdin pipe: the client sees end-of-file when the
+/// container's process exits, before `finish`.
+#[test]
+fn runc_fifos() {
+    let script = "read line; echo \"out $line\"; echo err >&2";
+    let Some(rb) = RuncBundle::new("runc_fifos", &["/bin/sh", "-c", script], false) else {
+        return;
+    };
+    let leak = LeakCheck::start();
+    let dir = rb.dir.path();
+    let (inp, out, err) = (
+        mkfifo(dir, "x-stdin"),
+        mkfifo(dir, "x-stdout"),
+        mkfifo(dir, "x-stderr"),
     );
     let mut rout = client_reader(&out);
-    let id = format!("corral-io-test-{}", std::process::id());
-    let root = dir.path().join("runc-root");
-    let runc_cmd = |args: &[&str]| {
-        let mut c = Command::new(&runc);
-        c.arg("--root").arg(&root).args(args);
-        c
-    };
+    let mut rerr = client_reader(&err);
     let mut pio = ProcessIo::prepare(
-        &spec(s(&inp), s(&out), "", true),
-        &opts(dir.path()),
+        &spec(s(&inp), s(&out), s(&err), false),
+        &opts(dir),
         runner(),
     )
     .unwrap();
-    let sock = pio.console_socket().unwrap().to_path_buf();
-    let created = runc_cmd(&[
-        "create",
-        "--bundle",
-        s(&bundle),
-        "--console-socket",
-        s(&sock),
-        &id,
-    ])
-    .stdin(Stdio::null())
-    .output()
-    .unwrap();
-    if !created.status.success() {
-        let why = String::from_utf8_lossy(&created.stderr).into_owned();
-        drop(pio);
-        leak.check();
-        return skip(&format!("runc create failed here: {why}"));
-    }
-    let started = (|| {
-        pio.start()?;
-        pio.resize(100, 30)
-    })();
-    let ok = started.is_ok()
-        && runc_cmd(&["start", &id])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        started.unwrap();
-        assert!(ok, "runc start failed");
-        assert_eq!(read_n(&mut rout, 7), b"ready\r\n");
-        let mut w = client_writer(&inp);
-        w.write_all(b"hi\n").unwrap();
-        pio.close_stdin();
-        drop(w);
-        assert_eq!(read_to_eof(&mut rout), "got hi\r\n30 100\r\n");
-    }));
-    // Clean up whatever happened: the container is gone before anything is asserted.
-    let _ = runc_cmd(&["delete", "--force", &id]).status();
+    rb.create(None, pio.take_runc_stdio()).unwrap();
+    pio.start().unwrap();
+    rb.start();
+    let mut w = client_writer(&inp);
+    w.write_all(b"in\n").unwrap();
+    assert_eq!(read_to_eof(&mut rout), "out in\n");
+    assert_eq!(read_to_eof(&mut rerr), "err\n");
+    drop(w);
     pio.finish(WAIT);
-    drop(rout);
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
+    drop((rout, rerr, rb));
     leak.check();
 }
 
