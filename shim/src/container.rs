@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use crate::options::RuncOptions;
 use crate::process::Process;
@@ -19,6 +20,8 @@ pub struct Container {
     /// True when the container shares the host's (or another) pid namespace: its processes
     /// are not killed by the kernel with its init, so the shim kills them.
     pub kill_all_on_exit: bool,
+    /// Just before `runc create` ran: exits of the init's pid before this are not its own.
+    pub created_at: Instant,
     execs: Mutex<HashMap<String, Arc<Process>>>,
 }
 
@@ -30,6 +33,7 @@ impl Container {
         options: RuncOptions,
         init: Arc<Process>,
         rootfs_mounted: bool,
+        created_at: Instant,
     ) -> Self {
         Self {
             id: id.to_string(),
@@ -39,6 +43,7 @@ impl Container {
             init,
             rootfs_mounted,
             kill_all_on_exit: kill_all_on_exit(bundle),
+            created_at,
             execs: Mutex::new(HashMap::new()),
         }
     }

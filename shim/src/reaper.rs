@@ -12,7 +12,7 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -29,6 +29,8 @@ pub struct Exit {
     /// The exit code, or 128 + the signal that killed it (containerd's convention).
     pub status: u32,
     pub at: SystemTime,
+    /// When it was reaped, on the monotonic clock (for ordering; wall time can jump).
+    pub reaped: Instant,
 }
 
 impl Exit {
@@ -42,6 +44,7 @@ impl Exit {
             pid: pid.as_raw(),
             status,
             at: SystemTime::now(),
+            reaped: Instant::now(),
         })
     }
 
@@ -347,6 +350,7 @@ mod tests {
             pid: 42,
             status: 0,
             at: SystemTime::now(),
+            reaped: Instant::now(),
         };
         r.publish(exit);
         assert_eq!(a.recv().unwrap(), exit);

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use corral_protocols::events::task::{
     TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO,
@@ -33,6 +33,8 @@ use crate::runner::Runner;
 
 /// Exits of pids not known (yet) kept for matching; older ones are dropped.
 const UNMATCHED_EXITS: usize = 1024;
+/// How long an unmatched exit is kept.
+const UNMATCHED_AGE: Duration = Duration::from_secs(60);
 
 /// Identifiers containerd accepts.
 pub fn validate_id(kind: &str, id: &str) -> RpcResult<()> {
@@ -187,13 +189,20 @@ impl TaskService {
         false
     }
 
-    /// After a pid became known: apply an exit that came before it. Lifecycle lock held.
-    fn claim_early_exit(&self, lc: &mut Lifecycle, pid: i32) {
-        if let Some(pos) = lc.unmatched.iter().position(|e| e.pid == pid) {
-            if let Some(exit) = lc.unmatched.remove(pos) {
-                self.apply_exit(exit);
-            }
+    /// After a pid became known: apply an exit of that pid that came before it. Only exits
+    /// at or after `since` (just before the process was created) count: an older exit of the
+    /// same pid belongs to another process (a runc invocation, or a pid since reused).
+    /// Lifecycle lock held.
+    fn claim_early_exit(&self, lc: &mut Lifecycle, pid: i32, since: Instant) {
+        let pos = lc
+            .unmatched
+            .iter()
+            .position(|e| e.pid == pid && e.reaped >= since);
+        if let Some(exit) = pos.and_then(|p| lc.unmatched.remove(p)) {
+            self.apply_exit(exit);
         }
+        // Exits nobody claimed within a minute never will be.
+        lc.unmatched.retain(|e| e.reaped.elapsed() < UNMATCHED_AGE);
     }
 
     fn runc_for(&self, bundle: &Path, options: &RuncOptions) -> RpcResult<Runc> {
@@ -299,6 +308,7 @@ impl TaskService {
             }
         };
         let pid_file = bundle.join("init.pid");
+        let since = Instant::now();
         let opts = runc::CreateOpts {
             pid_file: pid_file.clone(),
             console_socket: io.console_socket().map(Path::to_path_buf),
@@ -337,6 +347,7 @@ impl TaskService {
             options,
             init,
             !mounts.is_empty(),
+            since,
         ));
         self.containers().insert(req.id.clone(), container);
         if let Some(oom) = &self.oom {
@@ -359,7 +370,7 @@ impl TaskService {
         ev.checkpoint = req.checkpoint.clone();
         ev.pid = pid as u32;
         self.publisher.publish("/tasks/create", &ev);
-        self.claim_early_exit(lc, pid);
+        self.claim_early_exit(lc, pid, since);
 
         let mut resp = CreateTaskResponse::new();
         resp.pid = pid as u32;
@@ -490,6 +501,12 @@ impl Task for TaskService {
         let (c, p) = self.process(&req.id, &req.exec_id)?;
         let mut lc = self.lifecycle();
         check(p.state(), Op::Start)?;
+        // The init was created earlier: its exit may predate this call.
+        let since = if p.exec_id.is_empty() {
+            c.created_at
+        } else {
+            Instant::now()
+        };
         let pid = if p.exec_id.is_empty() {
             c.runc.start(&*self.runner, &c.id).map_err(runc_status)?;
             let pid = p.pid();
@@ -509,7 +526,7 @@ impl Task for TaskService {
             self.publisher.publish("/tasks/exec-started", &ev);
             pid
         };
-        self.claim_early_exit(&mut lc, pid);
+        self.claim_early_exit(&mut lc, pid, since);
         let mut resp = StartResponse::new();
         resp.pid = pid as u32;
         Ok(resp)
