@@ -3,7 +3,7 @@
 # Each issue that lands makes this do more; today the binaries answer --version and --help,
 # and corralctl shows how it reports a daemon that is not there.
 set -eu
-bin=${1:-target/release}
+bin=${1:?usage: demo.sh RELEASE_DIR}
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 

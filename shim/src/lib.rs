@@ -17,6 +17,7 @@ pub mod delete;
 pub mod events;
 pub mod flags;
 pub mod io;
+pub mod memory;
 pub mod mount;
 pub mod options;
 pub mod process;

@@ -67,11 +67,13 @@ pub trait Watch: Send {
 }
 
 type Subscribers = Mutex<Vec<Sender<Exit>>>;
+type Listener = Arc<dyn Fn(Exit) + Send + Sync>;
 
 /// Subscribes to exits and runs the reaper thread.
 #[derive(Clone)]
 pub struct Reaper {
     subscribers: Arc<Subscribers>,
+    listeners: Arc<Mutex<Vec<Listener>>>,
 }
 
 /// The signals the reaper thread takes over; block them in every thread before any other
@@ -97,6 +99,7 @@ impl Reaper {
         }
         Ok(Reaper {
             subscribers: Arc::default(),
+            listeners: Arc::default(),
         })
     }
 
@@ -104,6 +107,15 @@ impl Reaper {
     pub fn detached() -> Reaper {
         Reaper {
             subscribers: Arc::default(),
+            listeners: Arc::default(),
+        }
+    }
+
+    /// Calls `f` on the reaper's thread for every exit from now on. `f` must not block: it
+    /// runs where exits are collected.
+    pub fn on_exit(&self, f: impl Fn(Exit) + Send + Sync + 'static) {
+        if let Ok(mut l) = self.listeners.lock() {
+            l.push(Arc::new(f));
         }
     }
 
@@ -120,6 +132,10 @@ impl Reaper {
     pub fn publish(&self, exit: Exit) {
         if let Ok(mut subs) = self.subscribers.lock() {
             subs.retain(|s| s.send(exit).is_ok());
+        }
+        let listeners: Vec<Listener> = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
+        for l in listeners {
+            l(exit);
         }
     }
 

@@ -1,9 +1,9 @@
 //! The long-lived shim: what `start` launches. It serves the Task service on the socket
 //! `start` bound (fd 3) until containerd shuts it down.
 //!
-//! Threads when idle: this one (accepting), one reader per daemon connection, the reaper, and
-//! the exit handler. Handler threads and the event sender come when there is work and leave
-//! after a few idle seconds.
+//! Threads when idle: this one (accepting), one reader per daemon connection, and the reaper
+//! (which also watches for OOM kills). Handler threads, the exit worker, the event sender and
+//! copy threads for terminals come when there is work and leave when it is done.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -106,6 +106,7 @@ fn socket_path_of(listener: &UnixListener) -> Option<PathBuf> {
 
 /// Runs the shim server until shutdown.
 pub fn serve(flags: &Flags) -> io::Result<()> {
+    crate::memory::tune_allocator();
     // Before any thread exists: block the reaper's signals and become a subreaper.
     let reaper = Reaper::install()?;
     let bundle = std::env::current_dir()?;
@@ -162,13 +163,9 @@ pub fn serve(flags: &Flags) -> io::Result<()> {
     );
     let _ = server_slot.set(server.clone());
 
-    let exits = reaper.subscribe();
     {
         let service = Arc::clone(&service);
-        thread::Builder::new()
-            .name("exits".into())
-            .stack_size(128 * 1024)
-            .spawn(move || service.handle_exits(exits))?;
+        reaper.on_exit(move |exit| service.queue_exit(exit));
     }
     let mut watches: Vec<Box<dyn Watch>> = Vec::new();
     if let Some(oom) = oom {

@@ -6,7 +6,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -68,6 +67,13 @@ struct Lifecycle {
     unmatched: VecDeque<Exit>,
 }
 
+/// Exits waiting for the exit worker, which runs only while there are some.
+#[derive(Default)]
+struct ExitQueue {
+    exits: VecDeque<Exit>,
+    worker: bool,
+}
+
 /// Shared with the reaper thread, which drains it when its descriptor is readable.
 pub type SharedOom = Arc<Mutex<crate::cgroup::OomWatcher>>;
 
@@ -77,6 +83,7 @@ pub struct TaskService {
     oom: Option<SharedOom>,
     containers: Mutex<HashMap<String, Arc<Container>>>,
     lifecycle: Mutex<Lifecycle>,
+    exit_queue: Mutex<ExitQueue>,
     publisher: Publisher,
     runner: Arc<dyn Runner>,
     on_shutdown: Box<dyn Fn() + Send + Sync>,
@@ -97,6 +104,7 @@ impl TaskService {
             lifecycle: Mutex::new(Lifecycle {
                 unmatched: VecDeque::new(),
             }),
+            exit_queue: Mutex::default(),
             publisher,
             runner,
             on_shutdown,
@@ -133,10 +141,42 @@ impl TaskService {
         self.containers().is_empty()
     }
 
-    /// Takes exits from the reaper until it stops; runs on a thread of its own so that the
-    /// reaper never waits for a lifecycle step (which may itself wait for the reaper).
-    pub fn handle_exits(self: &Arc<Self>, exits: Receiver<Exit>) {
-        while let Ok(exit) = exits.recv() {
+    /// Takes an exit from the reaper (on its thread, so this never blocks): queues it and
+    /// makes sure a worker handles the queue. The worker is a thread of its own, so that the
+    /// reaper never waits for a lifecycle step (which may itself wait for the reaper), and it
+    /// exits when the queue is empty, so an idle shim keeps no thread for exits.
+    pub fn queue_exit(self: &Arc<Self>, exit: Exit) {
+        let mut q = self.exit_queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.exits.push_back(exit);
+        if q.worker {
+            return;
+        }
+        q.worker = true;
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("exits".into())
+            .stack_size(128 * 1024)
+            .spawn(move || me.drain_exits());
+        if let Err(e) = spawned {
+            q.worker = false;
+            log::error!("no thread to handle exits, {} waiting: {e}", q.exits.len());
+        }
+    }
+
+    fn drain_exits(&self) {
+        loop {
+            let exit = {
+                let mut q = self.exit_queue.lock().unwrap_or_else(|p| p.into_inner());
+                match q.exits.pop_front() {
+                    Some(e) => e,
+                    None => {
+                        q.worker = false;
+                        drop(q);
+                        crate::memory::trim_heap();
+                        return;
+                    }
+                }
+            };
             let mut lc = self.lifecycle();
             if !self.apply_exit(exit) {
                 lc.unmatched.push_back(exit);
@@ -494,7 +534,9 @@ impl Task for TaskService {
         req: CreateTaskRequest,
     ) -> RpcResult<CreateTaskResponse> {
         let mut lc = self.lifecycle();
-        self.create_inner(&req, &mut lc)
+        let created = self.create_inner(&req, &mut lc);
+        crate::memory::trim_heap();
+        created
     }
 
     fn start(&self, _ctx: &RequestContext, req: StartRequest) -> RpcResult<StartResponse> {
@@ -535,7 +577,9 @@ impl Task for TaskService {
     fn delete(&self, _ctx: &RequestContext, req: DeleteRequest) -> RpcResult<DeleteResponse> {
         let (c, p) = self.process(&req.id, &req.exec_id)?;
         let _lc = self.lifecycle();
-        self.delete_process(&c, &p)
+        let deleted = self.delete_process(&c, &p);
+        crate::memory::trim_heap();
+        deleted
     }
 
     fn pids(&self, _ctx: &RequestContext, req: PidsRequest) -> RpcResult<PidsResponse> {

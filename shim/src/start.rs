@@ -181,7 +181,12 @@ fn spawn_server(
     if flags.debug {
         cmd.arg("-debug");
     }
-    cmd.current_dir(bundle)
+    let tunables = match std::env::var("GLIBC_TUNABLES") {
+        Ok(t) if !t.is_empty() => format!("{t}:{}", crate::memory::GLIBC_TUNABLES),
+        _ => crate::memory::GLIBC_TUNABLES.to_string(),
+    };
+    cmd.env("GLIBC_TUNABLES", tunables)
+        .current_dir(bundle)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -65,7 +65,7 @@ fn assert_clean(c: &PrivateContainerd) {
         leftovers(c).is_empty()
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", leftovers(c)));
-    let runc_state = c.temp().path().join("runc/default");
+    let runc_state = c.temp().path().join("runc").join(c.namespace());
     let runc_left: Vec<_> = std::fs::read_dir(&runc_state)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
@@ -74,7 +74,9 @@ fn assert_clean(c: &PrivateContainerd) {
         mounts_under(c.root()).unwrap().is_empty(),
         "mounts left under the root"
     );
-    let tasks = state.join("io.containerd.runtime.v2.task/default");
+    let tasks = state
+        .join("io.containerd.runtime.v2.task")
+        .join(c.namespace());
     let left: Vec<_> = std::fs::read_dir(&tasks)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();

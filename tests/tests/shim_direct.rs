@@ -603,7 +603,7 @@ fn shim_threads(d: &FakeDaemon, id: &str) -> Option<(i32, usize)> {
 }
 
 #[test]
-fn an_idle_shim_runs_at_most_four_threads() {
+fn an_idle_shim_runs_at_most_three_threads() {
     if !prerequisites() {
         return;
     }

@@ -88,6 +88,19 @@ pub(crate) fn open_input(path: &Path) -> Result<InputFifo, IoError> {
     })
 }
 
+/// Clears `O_NONBLOCK`, so that a process given `fd` blocks on reads as it would on a pipe.
+pub(crate) fn set_blocking(fd: &OwnedFd, what: &'static str) -> Result<(), IoError> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let sys = |e: nix::errno::Errno| IoError::Sys {
+        op: what,
+        cause: io::Error::from(e),
+    };
+    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(sys)?;
+    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(sys)?;
+    Ok(())
+}
+
 /// Opens the file behind `fd` again (a new open file description) through `/proc/self/fd`.
 fn open_same(fd: &File, opts: &OpenOptions) -> io::Result<OwnedFd> {
     let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());

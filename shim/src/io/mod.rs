@@ -23,7 +23,7 @@
 //! | stdout/stderr `file:///p` | the file, `O_APPEND\|O_CREAT` 0644 | none |
 //! | stdout `binary:///p?..` | pipes read by the logging binary (stderr goes there too, as in Go) | none |
 //! | stdout/stderr fifo or file with `io_uid`/`io_gid` != 0 | pipes owned by that uid/gid | pipe -> fifo/file |
-//! | stdin fifo | a pipe | fifo -> pipe |
+//! | stdin fifo | the fifo itself (made blocking); a pipe when `IoUid`/`IoGid` are set | none; fifo -> pipe with `IoUid`/`IoGid` |
 //! | terminal | the pty (runc's) | stdin fifo -> master, master -> stdout fifo/file/binary |
 //!
 //! Where this differs from the Go shim: fifos and files are handed to the process directly
@@ -38,7 +38,7 @@
 //! by one helper thread for its lifetime (through the [`Runner`], since only the shim's
 //! reaper may wait for children).
 //!
-//! Stdin: the shim holds a write handle of the stdin fifo itself until `CloseIO`, so the copy
+//! Stdin: the shim holds a write handle of the stdin fifo itself until `CloseIO`, so the reader
 //! never sees a spurious end-of-file before the client opened the fifo or between two
 //! clients. The process sees end-of-file on stdin once `CloseIO` was called and every client
 //! closed its write end (as with the Go shim), after all the data written before was
@@ -234,7 +234,7 @@ pub struct ProcessIo {
     master: Option<OwnedFd>,
     /// The shim's own write handle on the stdin fifo, dropped by `close_stdin`.
     stdin_keepalive: Mutex<Option<OwnedFd>>,
-    /// The shim's read handles on output fifos the process writes to directly.
+    /// The shim's read handles on fifos the process uses directly.
     kept: Vec<OwnedFd>,
     copier: Option<Copier>,
     logger: Option<Logger>,
@@ -336,12 +336,25 @@ impl ProcessIo {
         let mut plan = Plan::default();
         let mut runc = RuncStdio::default();
         if let Some(read) = stdin {
-            let (r, w) = fifo::pipe("making the stdin pipe")?;
-            chown(&r)?;
-            let src = plan.add_fd(read);
-            let dst = plan.add_fd(w);
-            plan.add_pair("stdin", src, dst, true);
-            runc.stdin = Some(r);
+            if piped {
+                let (r, w) = fifo::pipe("making the stdin pipe")?;
+                chown(&r)?;
+                let src = plan.add_fd(read);
+                let dst = plan.add_fd(w);
+                plan.add_pair("stdin", src, dst, true);
+                runc.stdin = Some(r);
+            } else {
+                // The process reads the fifo itself: no copy, no thread. The shim's write
+                // handle (dropped by CloseIO) keeps it from seeing end-of-file early.
+                fifo::set_blocking(&read, "making stdin blocking")?;
+                // A reader stays until finish, so a client that opens the fifo late (or
+                // after the process exited) never gets ENXIO.
+                pio.kept.push(read.try_clone().map_err(|e| IoError::Sys {
+                    op: "keeping the stdin fifo open",
+                    cause: e,
+                })?);
+                runc.stdin = Some(read);
+            }
         }
 
         if let Some(Target::Binary(b)) = &stdout {

@@ -1,9 +1,11 @@
 //! `make bench`: Corral's figures beside their references, measured in the same run, written to
 //! `docs/benchmarks.md`.
 //!
-//! Measured now: release binary sizes (against Debian's containerd 1.6 binaries) and an idle
+//! Measured now: release binary sizes (against Debian's containerd 1.6 binaries), an idle
 //! ttrpc server's threads and memory with 0, 1 and 20 connected clients (Corral's rpc layer
-//! against Go's ttrpc 1.1.1, the version containerd 1.6 links, serving the same Version call).
+//! against Go's ttrpc 1.1.1, the version containerd 1.6 links, serving the same Version call),
+//! and the shim under a private containerd 1.6 against containerd's Go shim and bare runc
+//! ([`corral_tests::bench::shim`]). Needs root, containerd, runc and Go.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use corral_protocols::rpc::{CallContext, Client};
 use corral_protocols::services::version::v1::version_rpc::VersionClient;
+use corral_tests::bench::{kib, ratio, shim, usage, Usage};
 
 /// Idle time before reading memory: longer than the rpc layer's handler idle timeout.
 const SETTLE: Duration = Duration::from_secs(6);
@@ -43,6 +46,11 @@ fn run() -> Result<String, String> {
         .parent()
         .ok_or("the bench binary has no directory")?
         .to_path_buf();
+    // Fail before measuring anything when the shim benchmark cannot run.
+    let shim_tools = shim::tools(
+        &bin_dir,
+        &repo_root().join("tests/fixtures/busybox-oci.tar"),
+    )?;
     let mut report = String::from("# Benchmarks\n\n");
     let _ = writeln!(
         report,
@@ -55,6 +63,7 @@ fn run() -> Result<String, String> {
 
     report.push_str(&sizes(&bin_dir)?);
     report.push_str(&idle_servers(&bin_dir)?);
+    report.push_str(&shim::run(&shim_tools)?);
 
     let out = repo_root().join("docs/benchmarks.md");
     std::fs::write(&out, &report).map_err(|e| format!("writing {}: {e}", out.display()))?;
@@ -79,18 +88,6 @@ fn read_trim(path: &str) -> String {
 
 fn size_of(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
-}
-
-fn kib(bytes: u64) -> String {
-    format!("{:.0} KiB", bytes as f64 / 1024.0)
-}
-
-fn ratio(ours: f64, reference: f64) -> String {
-    if reference > 0.0 {
-        format!("{:.2}", ours / reference)
-    } else {
-        "n/a".into()
-    }
 }
 
 fn sizes(bin_dir: &Path) -> Result<String, String> {
@@ -130,33 +127,6 @@ fn sizes(bin_dir: &Path) -> Result<String, String> {
     Ok(out)
 }
 
-/// Threads, RSS and Pss of a process.
-#[derive(Debug, Clone, Copy)]
-struct Usage {
-    threads: u64,
-    rss_kib: u64,
-    pss_kib: u64,
-}
-
-fn field_kib(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn usage(pid: u32) -> Result<Usage, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("reading /proc/{pid}/status: {e}"))?;
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .map_err(|e| format!("reading /proc/{pid}/smaps_rollup: {e}"))?;
-    Ok(Usage {
-        threads: field_kib(&status, "Threads:").unwrap_or(0),
-        rss_kib: field_kib(&status, "VmRSS:").unwrap_or(0),
-        pss_kib: field_kib(&rollup, "Pss:").unwrap_or(0),
-    })
-}
-
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -190,7 +160,7 @@ fn start_server(cmd: &mut Command, sock: &Path) -> Result<Proc, String> {
 }
 
 /// Connects `n` clients, makes one call on each, lets the server settle, and measures it.
-fn measure(pid: u32, sock: &Path, n: usize) -> Result<(Usage, Vec<Client>), String> {
+fn measure(pid: i32, sock: &Path, n: usize) -> Result<(Usage, Vec<Client>), String> {
     let addr = format!("unix://{}", sock.display());
     let ctx = CallContext::new().with_timeout(Duration::from_secs(10));
     let mut clients = Vec::new();
@@ -232,8 +202,8 @@ fn idle_servers(bin_dir: &Path) -> Result<String, String> {
     let mut connected = 0;
     for n in [0usize, 1, 20] {
         let extra = n - connected;
-        let (u, c1) = measure(ours.0.id(), &ours_sock, extra)?;
-        let (g, c2) = measure(reference.0.id(), &go_sock, extra)?;
+        let (u, c1) = measure(ours.0.id() as i32, &ours_sock, extra)?;
+        let (g, c2) = measure(reference.0.id() as i32, &go_sock, extra)?;
         keep.push(c1);
         keep.push(c2);
         connected = n;

@@ -98,6 +98,9 @@ pub struct PrivateContainerd {
     config_path: PathBuf,
     log_path: PathBuf,
     cgroups_before: CgroupSnapshot,
+    /// The containerd namespace this instance's `ctr` works in: unique, so the cgroup parent
+    /// runc creates for it (`/<namespace>`) is this test's alone to remove.
+    namespace: String,
     shut_down: bool,
     temp: TempRoot,
 }
@@ -173,6 +176,7 @@ impl PrivateContainerd {
             config_path,
             log_path,
             cgroups_before,
+            namespace: unique_namespace(),
             shut_down: false,
             temp,
         };
@@ -255,6 +259,13 @@ impl PrivateContainerd {
         self.mount_ns.clone()
     }
 
+    /// The containerd namespace `ctr` uses here (`CONTAINERD_NAMESPACE` in [`command`]).
+    ///
+    /// [`command`]: Self::command
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The last `lines` lines of containerd's log (an unreadable log says so instead).
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log_path, lines)
@@ -265,7 +276,8 @@ impl PrivateContainerd {
     /// directory, environment and stdio are the caller's to set as usual.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env("CONTAINERD_ADDRESS", &self.address);
+        cmd.env("CONTAINERD_ADDRESS", &self.address)
+            .env("CONTAINERD_NAMESPACE", &self.namespace);
         enter_mount_ns(&mut cmd, &self.mount_ns);
         cmd
     }
@@ -359,7 +371,8 @@ impl PrivateContainerd {
             );
         }
         let killed = kill_and_reap(&victims, CLEANUP_DEADLINE);
-        let left = self.cgroups_before.remove_new(&cgroups, CLEANUP_DEADLINE);
+        let mut left = self.cgroups_before.remove_new(&cgroups, CLEANUP_DEADLINE);
+        left.extend(remove_namespace_cgroups(&self.namespace, CLEANUP_DEADLINE));
         let still_in_ns = if by_ns {
             self.mount_ns.processes()
         } else {
@@ -485,6 +498,41 @@ fn tail(path: &Path, lines: usize) -> io::Result<String> {
     let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
     Ok(all[all.len().saturating_sub(lines)..].join("\n"))
+}
+
+/// A namespace name no other test uses at the same time.
+fn unique_namespace() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("corral-{}-{n}", std::process::id())
+}
+
+/// Removes the cgroup parents runc made for `namespace` (`<hierarchy>/<namespace>`) once the
+/// containers under them are gone; returns those it could not remove.
+fn remove_namespace_cgroups(namespace: &str, deadline: Duration) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.join(namespace)];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        dirs.extend(entries.flatten().map(|e| e.path().join(namespace)));
+    }
+    let until = std::time::Instant::now() + deadline;
+    let mut left = Vec::new();
+    for dir in dirs.into_iter().filter(|d| d.is_dir()) {
+        loop {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(_) if std::time::Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => {
+                    left.push(dir.clone());
+                    break;
+                }
+            }
+        }
+    }
+    left
 }
 
 #[cfg(test)]
