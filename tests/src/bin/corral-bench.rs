@@ -178,6 +178,7 @@ fn measure(pid: i32, sock: &Path, n: usize) -> Result<(Usage, Vec<Client>), Stri
 fn idle_servers(bin_dir: &Path) -> Result<String, String> {
     let tmp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let ours_sock = tmp.path().join("corral.sock");
+    let crate_sock = tmp.path().join("crate.sock");
     let go_sock = tmp.path().join("go.sock");
     let go_out = repo_root().join("target/go-interop");
     let go =
@@ -187,6 +188,10 @@ fn idle_servers(bin_dir: &Path) -> Result<String, String> {
         Command::new(bin_dir.join("corral-idle-server")).arg(&ours_sock),
         &ours_sock,
     )?;
+    let ttrpc_crate = start_server(
+        Command::new(bin_dir.join("ttrpc-crate-idle-server")).arg(&crate_sock),
+        &crate_sock,
+    )?;
     let reference = start_server(
         Command::new(&go.server).arg("-socket").arg(&go_sock),
         &go_sock,
@@ -194,28 +199,35 @@ fn idle_servers(bin_dir: &Path) -> Result<String, String> {
     let mut out = String::from(
         "## Idle ttrpc server\n\nA server answering containerd's Version call, measured after each client made one call and \
          the server sat idle for 6 s. Corral: `corral-idle-server` (its rpc layer, release build). Reference: a Go server on \
-         Debian's ttrpc 1.1.1 (what containerd 1.6 and its shims link), `tests/go/src/corral-interop/server`.\n\n\
-         | clients | Corral threads | Go threads | Corral RSS | Go RSS | RSS ratio | Corral Pss | Go Pss | Pss ratio |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         Debian's ttrpc 1.1.1 (what containerd 1.6 and its shims link), `tests/go/src/corral-interop/server`. Also measured: \
+         the same Rust service on the `ttrpc` crate's own sync server (`ttrpc-crate-idle-server`, default thread settings), \
+         which Corral's layer replaces. Ratios are Corral / Go.\n\n\
+         | clients | Corral threads | ttrpc crate threads | Go threads | Corral RSS | ttrpc crate RSS | Go RSS | RSS ratio | Corral Pss | ttrpc crate Pss | Go Pss | Pss ratio |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut keep = Vec::new();
     let mut connected = 0;
     for n in [0usize, 1, 20] {
         let extra = n - connected;
         let (u, c1) = measure(ours.0.id() as i32, &ours_sock, extra)?;
-        let (g, c2) = measure(reference.0.id() as i32, &go_sock, extra)?;
+        let (t, c2) = measure(ttrpc_crate.0.id() as i32, &crate_sock, extra)?;
+        let (g, c3) = measure(reference.0.id() as i32, &go_sock, extra)?;
         keep.push(c1);
         keep.push(c2);
+        keep.push(c3);
         connected = n;
         let _ = writeln!(
             out,
-            "| {n} | {} | {} | {} KiB | {} KiB | {} | {} KiB | {} KiB | {} |",
+            "| {n} | {} | {} | {} | {} KiB | {} KiB | {} KiB | {} | {} KiB | {} KiB | {} KiB | {} |",
             u.threads,
+            t.threads,
             g.threads,
             u.rss_kib,
+            t.rss_kib,
             g.rss_kib,
             ratio(u.rss_kib as f64, g.rss_kib as f64),
             u.pss_kib,
+            t.pss_kib,
             g.pss_kib,
             ratio(u.pss_kib as f64, g.pss_kib as f64),
         );
