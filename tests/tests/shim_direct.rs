@@ -322,6 +322,43 @@ fn create_req(id: &str, bundle: &Path, out: &Path) -> CreateTaskRequest {
     req
 }
 
+fn id_req<T: Default>(id: &str, set: impl FnOnce(&mut T, String)) -> T {
+    let mut req = T::default();
+    set(&mut req, id.to_string());
+    req
+}
+
+impl FakeDaemon {
+    /// A bundle running `args`, its shim, and the task created and started.
+    fn running(&self, id: &str, args: &[&str]) -> (PathBuf, TaskClient, u32) {
+        let bundle = self.bundle(id, args, |_| {});
+        let task = self.start_shim(id, &bundle, None, false);
+        let out = self.temp.join(format!("{id}.out"));
+        let pid = task
+            .create(&ctx(), &create_req(id, &bundle, &out))
+            .unwrap()
+            .pid;
+        task.start(&ctx(), &id_req(id, |r: &mut StartRequest, v| r.id = v))
+            .unwrap();
+        (bundle, task, pid)
+    }
+
+    /// containerd's teardown of a task that may still run: SIGKILL, wait, Delete, Shutdown,
+    /// the `delete` binary; then checks nothing is left.
+    fn remove(&self, task: &TaskClient, id: &str, bundle: &Path) {
+        let mut kill = id_req(id, |r: &mut KillRequest, v| r.id = v);
+        kill.signal = 9;
+        let _ = task.kill(&ctx(), &kill);
+        task.wait(&ctx(), &id_req(id, |r: &mut WaitRequest, v| r.id = v))
+            .unwrap();
+        task.delete(&ctx(), &id_req(id, |r: &mut DeleteRequest, v| r.id = v))
+            .unwrap();
+        let _ = task.shutdown(&ctx(), &ShutdownRequest::new());
+        self.delete_shim(id, bundle);
+        self.assert_clean();
+    }
+}
+
 fn prerequisites() -> bool {
     require_root("runs containers")
         && require_tool("runc").is_some()
@@ -609,33 +646,16 @@ fn an_idle_shim_runs_at_most_three_threads() {
     }
     let d = FakeDaemon::new();
     let id = "idle";
-    let bundle = d.bundle(id, &["sleep", "1000"], |_| {});
-    let task = d.start_shim(id, &bundle, None, false);
-    let out = d.temp.join("idle.out");
-    task.create(&ctx(), &create_req(id, &bundle, &out)).unwrap();
-    let mut start = StartRequest::new();
-    start.id = id.into();
-    task.start(&ctx(), &start).unwrap();
-    // Handler threads and the event sender leave after their idle timeout (5 s).
+    let (bundle, task, _) = d.running(id, &["sleep", "1000"]);
+    // The listener, containerd's connection and the reaper stay; handler threads and the
+    // event sender leave after their idle timeout (5 s), the exit worker when it is done.
     wait_for(
         Duration::from_secs(20),
-        "the shim to settle at four threads or fewer",
-        || shim_threads(&d, id).is_some_and(|(_, n)| n <= 4),
+        "the shim to settle at three threads or fewer",
+        || shim_threads(&d, id).is_some_and(|(_, n)| n <= 3),
     )
     .unwrap_or_else(|e| panic!("{e}: {:?}", shim_threads(&d, id)));
-    let mut kill = KillRequest::new();
-    kill.id = id.into();
-    kill.signal = 9;
-    task.kill(&ctx(), &kill).unwrap();
-    let mut wait = WaitRequest::new();
-    wait.id = id.into();
-    task.wait(&ctx(), &wait).unwrap();
-    let mut del = DeleteRequest::new();
-    del.id = id.into();
-    task.delete(&ctx(), &del).unwrap();
-    let _ = task.shutdown(&ctx(), &ShutdownRequest::new());
-    d.delete_shim(id, &bundle);
-    d.assert_clean();
+    d.remove(&task, id, &bundle);
 }
 
 #[test]
@@ -694,16 +714,7 @@ fn update_changes_the_containers_resources() {
     }
     let d = FakeDaemon::new();
     let id = "upd";
-    let bundle = d.bundle(id, &["sleep", "1000"], |_| {});
-    let task = d.start_shim(id, &bundle, None, false);
-    let out = d.temp.join("upd.out");
-    let pid = task
-        .create(&ctx(), &create_req(id, &bundle, &out))
-        .unwrap()
-        .pid;
-    let mut start = StartRequest::new();
-    start.id = id.into();
-    task.start(&ctx(), &start).unwrap();
+    let (bundle, task, pid) = d.running(id, &["sleep", "1000"]);
 
     let mut up = UpdateTaskRequest::new();
     up.id = id.into();
@@ -727,19 +738,7 @@ fn update_changes_the_containers_resources() {
     );
     assert!(!st.stats.value.is_empty());
 
-    let mut kill = KillRequest::new();
-    kill.id = id.into();
-    kill.signal = 9;
-    task.kill(&ctx(), &kill).unwrap();
-    let mut wait = WaitRequest::new();
-    wait.id = id.into();
-    task.wait(&ctx(), &wait).unwrap();
-    let mut del = DeleteRequest::new();
-    del.id = id.into();
-    task.delete(&ctx(), &del).unwrap();
-    let _ = task.shutdown(&ctx(), &ShutdownRequest::new());
-    d.delete_shim(id, &bundle);
-    d.assert_clean();
+    d.remove(&task, id, &bundle);
 }
 
 /// Removes a test cgroup directory (after its processes left) even when a test fails.
