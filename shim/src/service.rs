@@ -632,11 +632,8 @@ impl Task for TaskService {
 
     fn checkpoint(&self, _ctx: &RequestContext, req: CheckpointTaskRequest) -> RpcResult<Empty> {
         let c = self.container(&req.id)?;
-        if !c.runc.criu_available() {
-            return Err(Status::failed_precondition(
-                "checkpoint needs criu, which is not installed on this host",
-            ));
-        }
+        // Without criu: FailedPrecondition naming what was looked for.
+        c.runc.check_criu().map_err(runc_status)?;
         let mut opts = CheckpointOptions::new();
         if let Some(any) = req.options.as_ref() {
             if !any.value.is_empty() {

@@ -427,15 +427,6 @@ fn lifecycle_events_and_errors() {
     let err = task.kill(&ctx(), &kill).unwrap_err();
     assert_eq!(err.code(), Code::NOT_FOUND);
 
-    let mut ck = CheckpointTaskRequest::new();
-    ck.id = id.into();
-    ck.path = d.temp.join("ck").display().to_string();
-    if require_tool("criu").is_none() {
-        let err = task.checkpoint(&ctx(), &ck).unwrap_err();
-        assert_eq!(err.code(), Code::FAILED_PRECONDITION);
-        assert!(err.message().contains("criu"), "{err}");
-    }
-
     let mut del = DeleteRequest::new();
     del.id = id.into();
     let deleted = task.delete(&ctx(), &del).unwrap();
@@ -783,4 +774,38 @@ fn shim_cgroup_option_moves_the_shim() {
     let _ = task.shutdown(&ctx(), &ShutdownRequest::new());
     d.delete_shim(id, &bundle);
     d.assert_clean();
+}
+
+#[test]
+fn checkpoint_without_criu_is_a_failed_precondition() {
+    if !prerequisites() {
+        return;
+    }
+    let d = FakeDaemon::new();
+    let id = "ckpt";
+    let bundle = d.bundle(id, &["sleep", "1000"], |_| {});
+    // Point CriuPath at nothing, so the answer does not depend on this host's criu.
+    let mut options = Options::new();
+    options.criu_path = d.temp.join("no-criu-here").display().to_string();
+    let task = d.start_shim(id, &bundle, Some(&options), false);
+    let out = d.temp.join("ckpt.out");
+    let mut req = create_req(id, &bundle, &out);
+    let mut any = Any::new();
+    any.type_url = "containerd.runc.v1.Options".into();
+    any.value = options.write_to_bytes().unwrap();
+    req.options = MessageField::some(any);
+    task.create(&ctx(), &req).unwrap();
+    task.start(&ctx(), &id_req(id, |r: &mut StartRequest, v| r.id = v))
+        .unwrap();
+    let mut ck = id_req(id, |r: &mut CheckpointTaskRequest, v| r.id = v);
+    ck.path = d.temp.join("ck").display().to_string();
+    let err = task.checkpoint(&ctx(), &ck).unwrap_err();
+    assert_eq!(err.code(), Code::FAILED_PRECONDITION, "{err}");
+    assert!(err.message().contains("criu"), "{err}");
+    assert!(d
+        .recorder
+        .topics_for(id)
+        .iter()
+        .all(|t| t != "/tasks/checkpointed"));
+    d.remove(&task, id, &bundle);
 }
