@@ -4,3 +4,4 @@
 //! definition lives here so that tests and docs can read it.
 
 pub mod cli;
+pub mod metadata;

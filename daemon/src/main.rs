@@ -3,13 +3,53 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use corral_daemon::cli::Cli;
+use corral_daemon::cli::{Cli, Command, DbCommand};
+use corral_daemon::metadata::bolt::{open_db, OpenMode};
+use corral_daemon::metadata::{check, dump};
+
+fn db(cmd: &DbCommand) -> Result<ExitCode, String> {
+    let (DbCommand::Dump(target) | DbCommand::Check(target)) = cmd;
+    let path = target.path();
+    if !path.exists() {
+        return Err(format!("{}: no such file", path.display()));
+    }
+    let db = open_db(&path, OpenMode::ReadOnly).map_err(|e| e.to_string())?;
+    match cmd {
+        DbCommand::Dump(_) => {
+            dump::dump(&db, &mut std::io::stdout().lock()).map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DbCommand::Check(_) => {
+            let problems = check::check(&db).map_err(|e| e.to_string())?;
+            if problems.is_empty() {
+                println!("{}: ok", path.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &problems {
+                    println!("{}: {p}", path.display());
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    eprintln!(
-        "corrald: serving is not implemented in this version ({}); try --help",
-        corral_protocols::version::VERSION
-    );
-    ExitCode::FAILURE
+    let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Db(cmd)) => match db(cmd) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("corrald: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => {
+            eprintln!(
+                "corrald: serving is not implemented in this version ({}); `corrald db` reads a meta.db; try --help",
+                corral_protocols::version::VERSION
+            );
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -313,6 +313,12 @@ impl PrivateContainerd {
         run_with_deadline(&mut cmd, CTR_DEADLINE)
     }
 
+    /// Stops containerd itself (SIGTERM, then SIGKILL after the grace period) and leaves its
+    /// root in place until drop, so a test can read what it left on disk.
+    pub fn stop_daemon(&mut self) -> io::Result<std::process::ExitStatus> {
+        self.daemon.stop()
+    }
+
     /// Stops everything and removes the directory now, reporting what went wrong (dropping
     /// does the same but can only log errors).
     pub fn stop(mut self) -> io::Result<()> {
