@@ -128,6 +128,55 @@ pub fn build(out_dir: &Path) -> io::Result<GoInterop> {
     Ok(GoInterop { client, server })
 }
 
+/// Builds one more Go package of `tests/go/src` (e.g. `corral-bolt-bench`, which needs
+/// Debian's `golang-github-coreos-bbolt-dev`) into `out_dir/bin_name`, the same way as
+/// [`build`]: GOPATH mode, no network, the Go build cache in `out_dir/gocache`.
+pub fn build_package(out_dir: &Path, pkg: &str, bin_name: &str) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(out_dir)?;
+    let out_dir = std::path::absolute(out_dir)?;
+    let go = find_on_path("go").ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "`go` not found on PATH (install Debian's golang-go)",
+        )
+    })?;
+    let gocache = out_dir.join("gocache");
+    std::fs::create_dir_all(&gocache)?;
+    let gopath = std::env::join_paths([go_src_root().as_os_str(), OsStr::new(DEBIAN_GOPATH)])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let bin = out_dir.join(bin_name);
+    let output = Command::new(&go)
+        .arg("build")
+        .arg("-o")
+        .arg(&bin)
+        .arg(pkg)
+        .current_dir(go_src_root())
+        .env("GO111MODULE", "off")
+        .env("GOPATH", &gopath)
+        .env("GOCACHE", &gocache)
+        .env("GOFLAGS", "")
+        .env("GOENV", "off")
+        .env("CGO_ENABLED", "0")
+        .output()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("running `{} build {pkg}`: {e}", go.display()),
+            )
+        })?;
+    if !output.status.success() || !bin.is_file() {
+        return Err(io::Error::other(format!(
+            "`go build -o {} {pkg}` (GO111MODULE=off, GOPATH={}) failed with {}:\n{}{}",
+            bin.display(),
+            gopath.to_string_lossy(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout),
+        )));
+    }
+    Ok(bin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

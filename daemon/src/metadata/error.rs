@@ -30,6 +30,9 @@ pub enum MetaError {
     /// The bolt transaction itself failed.
     #[error("meta.db: {0}")]
     Storage(String),
+    /// Something containerd does not implement either (an unknown lease resource type).
+    #[error("{0}")]
+    Unimplemented(String),
     /// A database version Corral does not read or write.
     #[error("{0}")]
     Version(String),
@@ -43,6 +46,7 @@ impl MetaError {
             MetaError::AlreadyExists(_) => Code::ALREADY_EXISTS,
             MetaError::InvalidArgument(_) | MetaError::Validation(_) => Code::INVALID_ARGUMENT,
             MetaError::FailedPrecondition(_) | MetaError::Version(_) => Code::FAILED_PRECONDITION,
+            MetaError::Unimplemented(_) => Code::UNIMPLEMENTED,
             MetaError::Bolt(BoltError::InUse { .. }) => Code::UNAVAILABLE,
             MetaError::Bolt(_) | MetaError::Encoding { .. } | MetaError::Storage(_) => {
                 Code::INTERNAL

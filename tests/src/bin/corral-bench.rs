@@ -21,7 +21,10 @@ use corral_tests::bench::{kib, ratio, shim, usage, Usage};
 const SETTLE: Duration = Duration::from_secs(6);
 
 fn main() -> ExitCode {
-    match run() {
+    // `corral-bench --meta-only`: just the metadata store section, printed, not written.
+    let only_meta = std::env::args().nth(1).as_deref() == Some("--meta-only");
+    let result = if only_meta { meta_section() } else { run() };
+    match result {
         Ok(report) => {
             print!("{report}");
             ExitCode::SUCCESS
@@ -64,10 +67,15 @@ fn run() -> Result<String, String> {
     report.push_str(&sizes(&bin_dir)?);
     report.push_str(&idle_servers(&bin_dir)?);
     report.push_str(&shim::run(&shim_tools)?);
+    report.push_str(&meta_section()?);
 
     let out = repo_root().join("docs/benchmarks.md");
     std::fs::write(&out, &report).map_err(|e| format!("writing {}: {e}", out.display()))?;
     Ok(report)
+}
+
+fn meta_section() -> Result<String, String> {
+    corral_tests::bench::meta::run(&repo_root().join("target/go-bolt-bench"))
 }
 
 fn today() -> String {

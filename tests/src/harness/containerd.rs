@@ -69,6 +69,9 @@ pub struct ContainerdOptions {
     pub start_deadline: Duration,
     /// How long to wait after `SIGTERM` before `SIGKILL` when stopping.
     pub stop_grace: Duration,
+    /// containerd's root, when a test prepared one (e.g. a meta.db written by Corral);
+    /// default `<tmp>/root`. The caller owns and removes it.
+    pub root: Option<PathBuf>,
 }
 
 impl Default for ContainerdOptions {
@@ -82,6 +85,7 @@ impl Default for ContainerdOptions {
             extra_config: String::new(),
             start_deadline: Duration::from_secs(30),
             stop_grace: Duration::from_secs(10),
+            root: None,
         }
     }
 }
@@ -102,6 +106,7 @@ pub struct PrivateContainerd {
     /// runc creates for it (`/<namespace>`) is this test's alone to remove.
     namespace: String,
     shut_down: bool,
+    root: PathBuf,
     temp: TempRoot,
 }
 
@@ -136,11 +141,15 @@ impl PrivateContainerd {
                 ttrpc_address.display()
             )));
         }
+        let root = options
+            .root
+            .clone()
+            .unwrap_or_else(|| temp.root().to_path_buf());
         let config_path = temp.join("config.toml");
         let log_path = temp.join("containerd.log");
         std::fs::write(
             &config_path,
-            render_config(&temp, &address, &ttrpc_address, &options),
+            render_config(&temp, &root, &address, &ttrpc_address, &options),
         )?;
         let log = File::create(&log_path)?;
         let cgroups_before = CgroupSnapshot::take()?;
@@ -178,6 +187,7 @@ impl PrivateContainerd {
             cgroups_before,
             namespace: unique_namespace(),
             shut_down: false,
+            root,
             temp,
         };
         if containerd.mount_ns == MountNs::current()? {
@@ -223,9 +233,9 @@ impl PrivateContainerd {
         &self.ttrpc_address
     }
 
-    /// containerd's root (`<tmp>/root`).
+    /// containerd's root (`<tmp>/root` unless [`ContainerdOptions::root`] said otherwise).
     pub fn root(&self) -> &Path {
-        self.temp.root()
+        &self.root
     }
 
     /// containerd's state directory (`<tmp>/state`).
@@ -415,6 +425,7 @@ impl Drop for PrivateContainerd {
 /// The config file: `version = 2`, everything under the temporary directory.
 fn render_config(
     temp: &TempRoot,
+    root: &Path,
     address: &Path,
     ttrpc_address: &Path,
     options: &ContainerdOptions,
@@ -435,7 +446,7 @@ fn render_config(
          [debug]\n  level = {level}\n\
          \n\
          {extra}\n",
-        root = toml_path(temp.root()),
+        root = toml_path(root),
         state = toml_path(temp.state()),
         tmp = toml_path(&temp.join("tmp")),
         disabled = disabled.join(", "),
