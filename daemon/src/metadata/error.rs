@@ -15,10 +15,10 @@ pub enum MetaError {
     /// `container "web": already exists`
     #[error("{0}: already exists")]
     AlreadyExists(String),
-    #[error("{0}")]
+    #[error("{}", suffixed(.0, "invalid argument"))]
     InvalidArgument(String),
     /// e.g. a namespace that still holds objects.
-    #[error("{0}")]
+    #[error("{}", suffixed(.0, "failed precondition"))]
     FailedPrecondition(String),
     #[error(transparent)]
     Validation(#[from] ValidationError),
@@ -31,11 +31,21 @@ pub enum MetaError {
     #[error("meta.db: {0}")]
     Storage(String),
     /// Something containerd does not implement either (an unknown lease resource type).
-    #[error("{0}")]
+    #[error("{}", suffixed(.0, "not implemented"))]
     Unimplemented(String),
     /// A database version Corral does not read or write.
     #[error("{0}")]
     Version(String),
+}
+
+/// containerd's messages end with their error kind (`...: invalid argument`), as its errdefs
+/// wrap them; add it unless the message already has it.
+fn suffixed(message: &str, kind: &str) -> String {
+    if message.ends_with(&format!(": {kind}")) {
+        message.to_string()
+    } else {
+        format!("{message}: {kind}")
+    }
 }
 
 impl MetaError {

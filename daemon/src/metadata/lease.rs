@@ -506,6 +506,12 @@ mod tests {
                 Code::INVALID_ARGUMENT
             };
             assert_eq!(err.code(), want, "{r:?}");
+            let kind = if want == Code::UNIMPLEMENTED {
+                "not implemented"
+            } else {
+                "invalid argument"
+            };
+            let msg = format!("{msg}: {kind}");
             assert_eq!(err.to_string(), msg);
             let err = s
                 .update(|tx| delete_resource(tx, "default", "l1", &r))

@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(err.code(), corral_protocols::rpc::Code::FAILED_PRECONDITION);
         assert_eq!(
             err.to_string(),
-            "namespace \"busy\" must be empty, but it still has containers"
+            "namespace \"busy\" must be empty, but it still has containers: failed precondition"
         );
     }
 

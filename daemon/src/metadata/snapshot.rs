@@ -315,7 +315,7 @@ pub fn remove(tx: &mut WriteTx<'_, '_>, ns: &str, snapshotter: &str, key: &str) 
     let rec = get(tx, ns, snapshotter, key)?;
     if !rec.children.is_empty() {
         return Err(MetaError::FailedPrecondition(
-            "cannot remove snapshot with child".into(),
+            "cannot remove snapshot with child: failed precondition".into(),
         ));
     }
     if let Some(p) = &rec.parent {
@@ -564,7 +564,10 @@ mod tests {
             .update(|tx| remove(tx, "default", OV, "base"))
             .unwrap_err();
         assert_eq!(err.code(), Code::FAILED_PRECONDITION);
-        assert_eq!(err.to_string(), "cannot remove snapshot with child");
+        assert_eq!(
+            err.to_string(),
+            "cannot remove snapshot with child: failed precondition"
+        );
         s.update(|tx| remove(tx, "default", OV, "child")).unwrap();
         let base = s.view(|tx| get(tx, "default", OV, "base")).unwrap();
         assert!(base.children.is_empty());
@@ -625,7 +628,7 @@ mod tests {
         assert_eq!(err.code(), Code::INVALID_ARGUMENT);
         assert_eq!(
             err.to_string(),
-            "cannot update \"parent\" field on snapshot \"k\""
+            "cannot update \"parent\" field on snapshot \"k\": invalid argument"
         );
         let err = s
             .update(|tx| update_labels(tx, "default", OV, "nope", &none(), &[]))
