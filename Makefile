@@ -31,6 +31,8 @@ build:
 
 release:
 	RUSTFLAGS="$(STATIC) $(RUSTFLAGS)" $(CARGO) build --release --workspace --bins --target $(HOST)
+	RUSTFLAGS="$(STATIC) $(RUSTFLAGS)" $(CARGO) build --profile release-unwind -p corral-daemon --bin corrald --target $(HOST)
+	rm -f $(RELEASE)/corrald && cp target/$(HOST)/release-unwind/corrald $(RELEASE)/corrald
 
 test:
 	$(CARGO) build --workspace --bins
