@@ -73,62 +73,12 @@ pub fn go_available() -> bool {
 /// A failed build returns an error carrying `go`'s stderr; a missing `go` returns
 /// `ErrorKind::NotFound`.
 pub fn build(out_dir: &Path) -> io::Result<GoInterop> {
-    std::fs::create_dir_all(out_dir)?;
-    let out_dir = std::path::absolute(out_dir)?;
-    let go = find_on_path("go").ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            "`go` not found on PATH (install Debian's golang-go)",
-        )
-    })?;
-    let gocache = out_dir.join("gocache");
-    std::fs::create_dir_all(&gocache)?;
-    let gopath = std::env::join_paths([go_src_root().as_os_str(), OsStr::new(DEBIAN_GOPATH)])
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-
-    let client = out_dir.join(CLIENT_BIN);
-    let server = out_dir.join(SERVER_BIN);
-    for (pkg, bin) in [(CLIENT_PKG, &client), (SERVER_PKG, &server)] {
-        let mut cmd = Command::new(&go);
-        cmd.arg("build")
-            .arg("-o")
-            .arg(bin)
-            .arg(pkg)
-            .current_dir(go_src_root())
-            .env("GO111MODULE", "off")
-            .env("GOPATH", &gopath)
-            .env("GOCACHE", &gocache)
-            .env("GOFLAGS", "")
-            .env("GOENV", "off")
-            .env("CGO_ENABLED", "0");
-        log::debug!("building Go interop program: {cmd:?}");
-        let output = cmd.output().map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("running `{} build {pkg}`: {e}", go.display()),
-            )
-        })?;
-        if !output.status.success() {
-            return Err(io::Error::other(format!(
-                "`go build -o {} {pkg}` (GO111MODULE=off, GOPATH={}) failed with {}:\n{}{}",
-                bin.display(),
-                gopath.to_string_lossy(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr),
-                String::from_utf8_lossy(&output.stdout),
-            )));
-        }
-        if !bin.is_file() {
-            return Err(io::Error::other(format!(
-                "`go build {pkg}` succeeded but {} is missing",
-                bin.display()
-            )));
-        }
-    }
+    let client = build_package(out_dir, CLIENT_PKG, CLIENT_BIN)?;
+    let server = build_package(out_dir, SERVER_PKG, SERVER_BIN)?;
     Ok(GoInterop { client, server })
 }
 
-/// Builds one more Go package of `tests/go/src` (e.g. `corral-bolt-bench`, which needs
+/// Builds one Go package of `tests/go/src` (e.g. `corral-bolt-bench`, which needs
 /// Debian's `golang-github-coreos-bbolt-dev`) into `out_dir/bin_name`, the same way as
 /// [`build`]: GOPATH mode, no network, the Go build cache in `out_dir/gocache`.
 pub fn build_package(out_dir: &Path, pkg: &str, bin_name: &str) -> io::Result<PathBuf> {

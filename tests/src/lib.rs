@@ -5,3 +5,11 @@ pub mod bench;
 pub mod bins;
 pub mod go;
 pub mod harness;
+
+/// A label map from pairs, for tests.
+pub fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! ls`, `ctr c info`), and what containerd changes there (`ctr c label`, `ctr c rm`) Corral
 //! reads back.
 
-use std::collections::BTreeMap;
+use corral_tests::labels;
 use std::path::{Path, PathBuf};
 
 use corral_daemon::metadata::container::{self, AnyValue, Container, Runtime};
@@ -18,27 +18,10 @@ const NS: &str = "corral-meta";
 const SPEC_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const OPTIONS_URL: &str = "containerd.runc.v1.Options";
 
-/// The garbage collector's startup run and its mutation trigger pushed out of the test's way
-/// (the harness already owns `disabled_plugins`).
-const NO_GC: &str = r#"[plugins."io.containerd.gc.v1.scheduler"]
-  pause_threshold = 0.02
-  deletion_threshold = 0
-  mutation_threshold = 1000000
-  schedule_delay = "0s"
-  startup_delay = "1h"
-"#;
-
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(name)
-}
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn containers() -> (Container, Container) {
@@ -138,7 +121,7 @@ fn containerd_reads_and_changes_corrals_containers() {
     let mut c = PrivateContainerd::start_with(ContainerdOptions {
         binary: containerd,
         ctr,
-        extra_config: NO_GC.into(),
+        extra_config: corral_tests::harness::containerd::NO_GC.into(),
         root: Some(root.clone()),
         ..ContainerdOptions::default()
     })

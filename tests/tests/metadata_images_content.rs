@@ -6,6 +6,7 @@
 //! compute the image's size and platform; the layer blob exists only as a record, which
 //! `ctr content ls` lists all the same (the metadata store's walk never asks the backend).
 
+use corral_tests::labels;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
@@ -21,23 +22,6 @@ use corral_tests::harness::{
 const NS: &str = "corral-images";
 const NAME: &str = "docker.io/corral/tiny:1";
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// The garbage collector's startup run and its mutation trigger pushed out of the test's way
-/// (the harness already owns `disabled_plugins`).
-const NO_GC: &str = r#"[plugins."io.containerd.gc.v1.scheduler"]
-  pause_threshold = 0.02
-  deletion_threshold = 0
-  mutation_threshold = 1000000
-  schedule_delay = "0s"
-  startup_delay = "1h"
-"#;
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 fn sha256(data: &[u8]) -> String {
     let mut child = Command::new("sha256sum")
@@ -175,7 +159,7 @@ fn containerd_lists_and_labels_corrals_images_and_content() {
     let mut cd = PrivateContainerd::start_with(ContainerdOptions {
         binary: containerd,
         ctr,
-        extra_config: NO_GC.into(),
+        extra_config: corral_tests::harness::containerd::NO_GC.into(),
         root: Some(root.clone()),
         ..Default::default()
     })

@@ -2,6 +2,7 @@
 //! ls`), and the leases containerd creates and deletes there (`ctr leases create/delete`)
 //! Corral reads back, with Corral's resources untouched.
 
+use corral_tests::labels;
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -14,22 +15,6 @@ use corral_tests::harness::{
 
 const NS: &str = "corral-leases";
 const DIGEST: &str = "sha256:9b9b86516aad0b3f47ccf5f7950f5641442515099a26cb9a9d53d3b0d25870cf";
-
-/// The garbage collector's startup run and its mutation trigger pushed out of the test's way.
-const NO_GC: &str = r#"[plugins."io.containerd.gc.v1.scheduler"]
-  pause_threshold = 0.02
-  deletion_threshold = 0
-  mutation_threshold = 1000000
-  schedule_delay = "0s"
-  startup_delay = "1h"
-"#;
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 /// `ctr`'s `CreatedAt.Local().Format(time.RFC3339)`, made by `date` in the same zone.
 fn rfc3339_local(secs: i64) -> String {
@@ -93,7 +78,7 @@ fn containerd_lists_and_changes_corrals_leases() {
     let mut c = PrivateContainerd::start_with(ContainerdOptions {
         binary: containerd,
         ctr,
-        extra_config: NO_GC.into(),
+        extra_config: corral_tests::harness::containerd::NO_GC.into(),
         root: Some(root.clone()),
         ..ContainerdOptions::default()
     })

@@ -575,6 +575,16 @@ mod tests {
             );
         }
         drop(child);
-        open_db(&path, OpenMode::ReadWrite).unwrap();
+        // The holder's processes take a moment to die and let go of the lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match open_db(&path, OpenMode::ReadWrite) {
+                Ok(_) => break,
+                Err(BoltError::InUse { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("the file stayed locked: {e}"),
+            }
+        }
     }
 }

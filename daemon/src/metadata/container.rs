@@ -343,22 +343,13 @@ fn write_container<'tx, B: BucketRwApi<'tx>>(b: &mut B, c: &Container) -> MetaRe
 mod tests {
     use super::*;
     use crate::metadata::store::Store;
+    #[allow(unused_imports)]
+    use crate::metadata::test_support::labels;
+    #[allow(unused_imports)]
+    use crate::metadata::test_support::store;
     use corral_protocols::rpc::Code;
 
     const SPEC_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path().join("meta.db")).unwrap();
-        (dir, s)
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn full(id: &str) -> Container {
         Container {

@@ -352,6 +352,10 @@ pub fn delete_ingest(tx: &mut WriteTx<'_, '_>, ns: &str, reference: &str) -> Met
 mod tests {
     use super::*;
     use crate::metadata::store::Store;
+    #[allow(unused_imports)]
+    use crate::metadata::test_support::labels as map;
+    #[allow(unused_imports)]
+    use crate::metadata::test_support::store;
     use corral_protocols::rpc::Code;
 
     const MANIFEST: &str =
@@ -359,19 +363,6 @@ mod tests {
     const LAYER: &str = "sha256:bd45cf941c51781cb1b4cc87cb6a526cf6bb5e3e85bf34876acfb6992c3b1029";
     const CONFIG: &str = "sha256:e22153cfbf8f11421b36c58b76686beaedcc6a033ac908cc4647d3e57807f0f0";
     const CHAIN: &str = "sha256:9b9b86516aad0b3f47ccf5f7950f5641442515099a26cb9a9d53d3b0d25870cf";
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path().join("meta.db")).unwrap();
-        (dir, s)
-    }
-
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn digests_validate_like_go_digest() {

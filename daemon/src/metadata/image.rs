@@ -249,24 +249,15 @@ pub fn delete(tx: &mut WriteTx<'_, '_>, ns: &str, name: &str) -> MetaResult<()> 
 mod tests {
     use super::*;
     use crate::metadata::store::Store;
+    #[allow(unused_imports)]
+    use crate::metadata::test_support::labels as map;
+    #[allow(unused_imports)]
+    use crate::metadata::test_support::store;
     use corral_protocols::rpc::Code;
 
     const MANIFEST: &str =
         "sha256:6abfdf51754e174ff484e1bc94c12bae92afe269e6aa36d9f93b05ec496f13f6";
     const NAME: &str = "docker.io/corral/busybox:latest";
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path().join("meta.db")).unwrap();
-        (dir, s)
-    }
-
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn busybox() -> Image {
         Image {

@@ -313,22 +313,13 @@ pub fn list_resources<'tx>(
 mod tests {
     use super::*;
     use crate::metadata::store::Store;
+    #[allow(unused_imports)]
+    use crate::metadata::test_support::labels;
+    #[allow(unused_imports)]
+    use crate::metadata::test_support::store;
     use corral_protocols::rpc::Code;
 
     const DIGEST: &str = "sha256:9b9b86516aad0b3f47ccf5f7950f5641442515099a26cb9a9d53d3b0d25870cf";
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path().join("meta.db")).unwrap();
-        (dir, s)
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn create_get_list_delete() {

@@ -24,3 +24,26 @@ pub mod schema;
 pub mod snapshot;
 pub mod store;
 pub mod validate;
+
+/// Helpers the object modules' tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::collections::BTreeMap;
+
+    use super::store::Store;
+
+    /// A new store in a temporary directory (kept alive by the returned guard).
+    pub fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Store::open(dir.path().join("meta.db")).expect("new store");
+        (dir, s)
+    }
+
+    /// A label map from pairs.
+    pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}

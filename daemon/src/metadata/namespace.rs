@@ -149,12 +149,8 @@ pub fn delete(tx: &mut WriteTx<'_, '_>, name: &str) -> MetaResult<()> {
 mod tests {
     use super::*;
     use crate::metadata::store::Store;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path().join("meta.db")).unwrap();
-        (dir, s)
-    }
+    #[allow(unused_imports)]
+    use crate::metadata::test_support::store;
 
     #[test]
     fn create_get_list_label_delete() {

@@ -48,6 +48,18 @@ const CTR_DEADLINE: Duration = Duration::from_secs(60);
 /// How long cleanup waits for killed processes and their cgroups.
 const CLEANUP_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Config for [`ContainerdOptions::extra_config`] that keeps containerd's garbage collector
+/// from running during a test (its startup run and its mutation trigger pushed out), for
+/// roots holding records whose blobs or snapshots do not exist. The harness owns
+/// `disabled_plugins`, so the collector is held off rather than disabled.
+pub const NO_GC: &str = r#"[plugins."io.containerd.gc.v1.scheduler"]
+  pause_threshold = 0.02
+  deletion_threshold = 0
+  mutation_threshold = 1000000
+  schedule_delay = "0s"
+  startup_delay = "1h"
+"#;
+
 /// How to start a [`PrivateContainerd`].
 #[derive(Debug, Clone)]
 pub struct ContainerdOptions {
