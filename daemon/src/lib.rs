@@ -1,7 +1,14 @@
 //! corrald: serves containerd's API over ttrpc on plain threads.
 //!
-//! This version has no services yet: it answers `--version` and `--help`. The command-line
-//! definition lives here so that tests and docs can read it.
+//! - [`config`]: the configuration file; [`cli`]: the command line; [`server`]: running the
+//!   daemon (socket, locks, signals, readiness).
+//! - [`metadata`]: the meta.db store; [`filter`]: containerd's filter language;
+//!   [`events`]: the event exchange; [`services`]: containerd's API services.
 
 pub mod cli;
+pub mod config;
+pub mod events;
+pub mod filter;
 pub mod metadata;
+pub mod server;
+pub mod services;
