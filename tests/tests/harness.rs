@@ -127,8 +127,12 @@ fn child_guard_kills_and_reaps_its_child() {
     let (marker, args) = unique_sleep_args();
     let guard = ChildGuard::spawn("sleep", Command::new("sleep").args(&args)).unwrap();
     let pid = guard.pid() as i32;
+    // Until the child has exec'd, its command line is still ours: wait for sleep's.
+    wait_for(Duration::from_secs(10), "sleep to start", || {
+        leaked_processes(&marker).len() == 1
+    })
+    .unwrap();
     let process = ProcessInfo::read(pid).unwrap();
-    assert_eq!(leaked_processes(&marker).len(), 1, "sleep is not running");
     drop(guard);
     assert!(!process.is_running());
     assert!(leaked_processes(&marker).is_empty());
