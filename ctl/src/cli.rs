@@ -4,6 +4,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::containers::ContainersCommand;
+use crate::commands::leases::LeasesCommand;
+use crate::commands::namespaces::NamespacesCommand;
+use crate::commands::plugins::PluginsCommand;
+
 /// The daemon socket when neither `--address` nor `CORRAL_ADDRESS` says otherwise.
 pub const DEFAULT_ADDRESS: &str = "/run/corral/corral.sock";
 
@@ -41,20 +46,59 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The commands this version has.
+/// The commands this version has, named and aliased as `ctr` names them.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the client and server versions.
+    /// provides information about corrald plugins
+    #[command(visible_alias = "plugin", subcommand)]
+    Plugins(PluginsCommand),
+    /// print the client and server versions
     Version,
+    /// manage containers
+    #[command(visible_aliases = ["c", "container"], subcommand)]
+    Containers(ContainersCommand),
+    /// display corrald events
+    #[command(visible_alias = "event")]
+    Events {
+        /// Filters, as containerd reads them (e.g. topic~=/namespaces/).
+        filters: Vec<String>,
+    },
+    /// print the server info
+    Info,
+    /// manage leases
+    #[command(subcommand)]
+    Leases(LeasesCommand),
+    /// manage namespaces
+    #[command(visible_aliases = ["namespace", "ns"], subcommand)]
+    Namespaces(NamespacesCommand),
 }
 
-/// Reads a Go-style duration: a number with a unit (`ns`, `us`, `ms`, `s`, `m`, `h`).
+/// Reads a Go-style duration: numbers with units (`ns`, `us`, `ms`, `s`, `m`, `h`), such as
+/// `10s`, `1.5m` or `1h30m`; a bare `0` is zero, as in Go.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("duration {s:?} needs a unit (ns, us, ms, s, m, h)"))?;
-    let (num, unit) = s.split_at(split);
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err("empty duration".to_string());
+    }
+    let mut rest = s;
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("duration {s:?} needs a unit (ns, us, ms, s, m, h)"))?;
+        let unit_end = rest[num_end..]
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .map_or(rest.len(), |i| num_end + i);
+        total += parse_one(s, &rest[..num_end], &rest[num_end..unit_end])?;
+        rest = &rest[unit_end..];
+    }
+    Ok(total)
+}
+
+fn parse_one(s: &str, num: &str, unit: &str) -> Result<Duration, String> {
     let value: f64 = num
         .parse()
         .map_err(|_| format!("duration {s:?}: {num:?} is not a number"))?;
@@ -82,6 +126,46 @@ mod tests {
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("10y").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(
+            parse_duration("1m0.5s").unwrap(),
+            Duration::from_millis(60_500)
+        );
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1h30").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn nouns_and_verbs_take_ctrs_aliases() {
+        for args in [
+            &["corralctl", "ns", "ls", "-q"][..],
+            &["corralctl", "namespace", "rm", "a", "b"],
+            &["corralctl", "c", "rm", "--keep-snapshot", "web"],
+            &["corralctl", "container", "del", "web"],
+            &["corralctl", "containers", "remove", "web"],
+            &["corralctl", "c", "ls", "labels.app==web"],
+            &["corralctl", "leases", "rm", "--sync", "l1"],
+            &[
+                "corralctl",
+                "leases",
+                "create",
+                "--id",
+                "l1",
+                "--expires",
+                "1h",
+                "a=b",
+            ],
+            &["corralctl", "event"],
+            &["corralctl", "plugin", "ls", "-d"],
+            &["corralctl", "info"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        assert!(Cli::try_parse_from(["corralctl", "leases", "create", "--expires", "1y"]).is_err());
+        assert!(Cli::try_parse_from(["corralctl", "ns", "rm"]).is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! corralctl: a command line for corrald, shaped like containerd's `ctr`.
 
 pub mod cli;
+pub mod commands;
 pub mod version;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use corral_ctl::cli::{Cli, Command};
+use corral_ctl::commands::{self, CtlResult, Env};
 use corral_ctl::version;
 use corral_protocols::rpc::CallContext;
 
@@ -15,25 +16,41 @@ fn main() -> ExitCode {
         } else {
             log::LevelFilter::Warn
         })
+        .format_target(false)
+        .format_timestamp(None)
         .init();
     let mut ctx = CallContext::new().with_namespace(&cli.namespace);
     if let Some(t) = cli.timeout {
         ctx = ctx.with_timeout(t);
     }
-    match cli.command {
+    let env = Env {
+        address: cli.address,
+        ctx,
+    };
+    match run(&env, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corralctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(env: &Env, command: Command) -> CtlResult {
+    match command {
         Command::Version => {
             print!("{}", version::client_section());
-            match version::server_section(&cli.address, &ctx) {
-                Ok(server) => {
-                    println!();
-                    print!("{server}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("corralctl: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            let server = version::server_section(&env.address, &env.ctx)
+                .map_err(|e| commands::CtlError::new(e.to_string()))?;
+            println!();
+            print!("{server}");
+            Ok(())
         }
+        Command::Namespaces(cmd) => commands::namespaces::run(env, cmd),
+        Command::Containers(cmd) => commands::containers::run(env, cmd),
+        Command::Leases(cmd) => commands::leases::run(env, cmd),
+        Command::Events { filters } => commands::events::run(env, filters),
+        Command::Info => commands::info::run(env),
+        Command::Plugins(cmd) => commands::plugins::run(env, cmd),
     }
 }

@@ -9,12 +9,15 @@ use corral_protocols::version::{REVISION, VERSION};
 /// Why `version` could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum VersionError {
-    #[error("cannot connect to corrald at {address}: {source} (is corrald running?)")]
+    #[error("{}", crate::commands::connect_message(address, source))]
     Connect {
         address: String,
         source: std::io::Error,
     },
-    #[error("asking corrald at {address} for its version: {source}")]
+    #[error(
+        "asking corrald at {address} for its version: {}",
+        crate::commands::status_message(source)
+    )]
     Call { address: String, source: Status },
 }
 

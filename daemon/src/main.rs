@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use corral_daemon::cli::{Cli, Command, DbCommand};
+use corral_daemon::cli::{Cli, Command, ConfigCommand, DbCommand};
+use corral_daemon::config::Config;
 use corral_daemon::metadata::bolt::{open_db, OpenMode};
 use corral_daemon::metadata::{check, dump};
 
@@ -34,22 +35,28 @@ fn db(cmd: &DbCommand) -> Result<ExitCode, String> {
     }
 }
 
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("corrald: {message}");
+    ExitCode::FAILURE
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
-        Some(Command::Db(cmd)) => match db(cmd) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("corrald: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::Config(ConfigCommand::Default)) => {
+            print!("{}", Config::default_toml());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Db(cmd)) => db(cmd).unwrap_or_else(fail),
         None => {
-            eprintln!(
-                "corrald: serving is not implemented in this version ({}); `corrald db` reads a meta.db; try --help",
-                corral_protocols::version::VERSION
-            );
-            ExitCode::FAILURE
+            let config = match cli.load_config() {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            match corral_daemon::server::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
         }
     }
 }

@@ -52,9 +52,14 @@ impl<'tx> WriteTx<'_, 'tx> {
 }
 
 /// The metadata store of one daemon root.
+///
+/// bbolt-rs 1.3.10 can deadlock when a read-only transaction runs while a read-write one
+/// commits (the two take its internal locks in opposite orders, seen under 50 concurrent
+/// clients), so the store itself keeps them apart: reads share `guard`, a write holds it alone.
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    guard: std::sync::Arc<std::sync::RwLock<()>>,
 }
 
 impl Store {
@@ -62,7 +67,10 @@ impl Store {
     /// schema bucket and version; an existing one must carry the version Corral writes.
     pub fn open(path: impl AsRef<Path>) -> MetaResult<Store> {
         let db = open_db(path.as_ref(), OpenMode::ReadWrite)?;
-        let store = Store { db };
+        let store = Store {
+            db,
+            guard: Default::default(),
+        };
         store.init()?;
         Ok(store)
     }
@@ -70,7 +78,10 @@ impl Store {
     /// Opens the database read-only (for dump, check, tests).
     pub fn open_read_only(path: impl AsRef<Path>) -> MetaResult<Store> {
         let db = open_db(path.as_ref(), OpenMode::ReadOnly)?;
-        let store = Store { db };
+        let store = Store {
+            db,
+            guard: Default::default(),
+        };
         store.view(|tx| check_version(tx.v1().as_ref().and_then(|b| b.get(VERSION))))?;
         Ok(store)
     }
@@ -96,6 +107,7 @@ impl Store {
 
     /// Runs `f` in a read-only transaction.
     pub fn view<T>(&self, f: impl FnOnce(&ReadTx<'_, '_>) -> MetaResult<T>) -> MetaResult<T> {
+        let _shared = self.guard.read().unwrap_or_else(|p| p.into_inner());
         let mut f = Some(f);
         let mut out: Option<MetaResult<T>> = None;
         let result = self.db.view(|tx| {
@@ -114,6 +126,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut WriteTx<'_, '_>) -> MetaResult<T>,
     ) -> MetaResult<T> {
+        let _alone = self.guard.write().unwrap_or_else(|p| p.into_inner());
         let mut db = self.db.clone();
         let mut f = Some(f);
         let mut out: Option<MetaResult<T>> = None;

@@ -1,0 +1,282 @@
+//! `corralctl containers` (`container`, `c`): list, inspect, label and delete container records.
+
+use clap::Subcommand;
+use corral_protocols::services::containers::v1::containers::{
+    Container, DeleteContainerRequest, GetContainerRequest, ListContainersRequest,
+    UpdateContainerRequest,
+};
+use corral_protocols::services::containers::v1::containers_rpc::ContainersClient;
+use protobuf::well_known_types::field_mask::FieldMask;
+
+use super::format::{rfc3339_nano, tabwrite, Json};
+use super::{join_labels, parse_labels, status_message, CtlError, CtlResult, Env};
+
+/// The subcommands of `containers`.
+#[derive(Debug, Subcommand)]
+pub enum ContainersCommand {
+    /// delete one or more existing containers
+    #[command(visible_aliases = ["del", "remove", "rm"])]
+    Delete {
+        /// do not clean up snapshot with container
+        #[arg(long)]
+        keep_snapshot: bool,
+        /// The containers to delete.
+        #[arg(required = true, value_name = "CONTAINER")]
+        ids: Vec<String>,
+    },
+    /// get info about a container
+    Info {
+        /// only display the spec
+        #[arg(long)]
+        spec: bool,
+        /// The container.
+        #[arg(value_name = "CONTAINER")]
+        id: String,
+    },
+    /// list containers
+    #[command(visible_alias = "ls")]
+    List {
+        /// print only the container id
+        #[arg(short, long)]
+        quiet: bool,
+        /// Filters, as containerd reads them (e.g. labels.app==web).
+        filters: Vec<String>,
+    },
+    /// set and clear labels for a container
+    Label {
+        /// The container.
+        #[arg(value_name = "CONTAINER")]
+        id: String,
+        /// Labels, KEY=VALUE; an empty value clears the label.
+        labels: Vec<String>,
+    },
+}
+
+/// Runs one `containers` subcommand.
+pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
+    let client = ContainersClient::new(env.connect()?);
+    match cmd {
+        ContainersCommand::List { quiet, filters } => {
+            let mut req = ListContainersRequest::new();
+            req.filters = filters;
+            let resp = client.list(&env.ctx, &req)?;
+            print!("{}", list_output(&resp.containers, quiet));
+            Ok(())
+        }
+        ContainersCommand::Info { spec, id } => {
+            let c = get(&client, env, &id)?;
+            if spec {
+                println!("{}", spec_json(&c).unwrap_or_else(Json::null).pretty());
+            } else {
+                println!("{}", info_json(&c).pretty());
+            }
+            Ok(())
+        }
+        ContainersCommand::Label { id, labels } => {
+            let labels = parse_labels(&labels);
+            if labels.is_empty() {
+                let c = get(&client, env, &id)?;
+                println!("{}", join_labels(&c.labels));
+                return Ok(());
+            }
+            let mut c = Container::new();
+            c.id = id;
+            let mut mask = FieldMask::new();
+            for (k, v) in labels {
+                mask.paths.push(format!("labels.{k}"));
+                c.labels.insert(k, v);
+            }
+            let mut req = UpdateContainerRequest::new();
+            req.container = Some(c).into();
+            req.update_mask = Some(mask).into();
+            let resp = client.update(&env.ctx, &req)?;
+            let labels = resp.container.labels.clone();
+            println!("{}", join_labels(&labels));
+            Ok(())
+        }
+        ContainersCommand::Delete {
+            keep_snapshot: _,
+            ids,
+        } => {
+            let mut first_err = None;
+            for id in ids {
+                let mut req = DeleteContainerRequest::new();
+                req.id = id.clone();
+                if let Err(s) = client.delete(&env.ctx, &req) {
+                    let msg = status_message(&s);
+                    log::error!("failed to delete container {id:?}: {msg}");
+                    first_err.get_or_insert(CtlError(msg));
+                }
+            }
+            first_err.map_or(Ok(()), Err)
+        }
+    }
+}
+
+fn get(client: &ContainersClient, env: &Env, id: &str) -> CtlResult<Container> {
+    let mut req = GetContainerRequest::new();
+    req.id = id.to_string();
+    let resp = client.get(&env.ctx, &req)?;
+    resp.container
+        .into_option()
+        .ok_or_else(|| CtlError::new(format!("container {id:?}: corrald sent no container")))
+}
+
+/// `containers list` output: the ids, or ctr's CONTAINER IMAGE RUNTIME table.
+pub fn list_output(containers: &[Container], quiet: bool) -> String {
+    if quiet {
+        return containers.iter().map(|c| format!("{}\n", c.id)).collect();
+    }
+    let mut text = String::from("CONTAINER\tIMAGE\tRUNTIME\t\n");
+    for c in containers {
+        let image = if c.image.is_empty() { "-" } else { &c.image };
+        text.push_str(&format!("{}\t{}\t{}\t\n", c.id, image, c.runtime.name));
+    }
+    tabwrite(&text, 4, 4)
+}
+
+/// The spec decoded from its `Any`: OCI specs travel as JSON.
+pub fn spec_json(c: &Container) -> Option<Json> {
+    let any = c.spec.as_ref()?;
+    if any.value.is_empty() {
+        return None;
+    }
+    Some(
+        match serde_json::from_slice::<serde_json::Value>(&any.value) {
+            Ok(v) => Json::from(v),
+            Err(_) => Json::any(any),
+        },
+    )
+}
+
+/// `containers info` output: containerd's `containers.Container` as Go's `encoding/json`
+/// writes it, with the spec decoded.
+pub fn info_json(c: &Container) -> Json {
+    let runtime = Json::Object(vec![
+        ("Name".into(), Json::str(&c.runtime.name)),
+        (
+            "Options".into(),
+            c.runtime
+                .options
+                .as_ref()
+                .map(Json::any)
+                .unwrap_or_else(Json::null),
+        ),
+    ]);
+    let extensions = if c.extensions.is_empty() {
+        Json::null()
+    } else {
+        let mut pairs: Vec<(String, Json)> = c
+            .extensions
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::any(v)))
+            .collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        Json::Object(pairs)
+    };
+    let mut fields = vec![
+        ("ID".to_string(), Json::str(&c.id)),
+        ("Labels".to_string(), Json::string_map(&c.labels)),
+        ("Image".to_string(), Json::str(&c.image)),
+        ("Runtime".to_string(), runtime),
+        ("SnapshotKey".to_string(), Json::str(&c.snapshot_key)),
+        ("Snapshotter".to_string(), Json::str(&c.snapshotter)),
+        (
+            "CreatedAt".to_string(),
+            Json::str(rfc3339_nano(c.created_at.as_ref())),
+        ),
+        (
+            "UpdatedAt".to_string(),
+            Json::str(rfc3339_nano(c.updated_at.as_ref())),
+        ),
+        ("Extensions".to_string(), extensions),
+    ];
+    match spec_json(c) {
+        Some(spec) => fields.push(("Spec".to_string(), spec)),
+        // Without a decodable spec ctr prints the Any itself, in its struct position.
+        None => fields.insert(
+            4,
+            (
+                "Spec".to_string(),
+                c.spec.as_ref().map(Json::any).unwrap_or_else(Json::null),
+            ),
+        ),
+    }
+    Json::Object(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protobuf::well_known_types::any::Any;
+    use protobuf::well_known_types::timestamp::Timestamp;
+
+    fn container(id: &str, image: &str) -> Container {
+        let mut c = Container::new();
+        c.id = id.into();
+        c.image = image.into();
+        c.runtime.mut_or_insert_default().name = "io.containerd.runc.v2".into();
+        c
+    }
+
+    #[test]
+    fn list_prints_ctrs_table() {
+        let list = [
+            container("web", "docker.io/library/nginx:latest"),
+            container("job", ""),
+        ];
+        assert_eq!(
+            list_output(&list, false),
+            "CONTAINER    IMAGE                             RUNTIME                  \n\
+             web          docker.io/library/nginx:latest    io.containerd.runc.v2    \n\
+             job          -                                 io.containerd.runc.v2    \n"
+        );
+        assert_eq!(list_output(&list, true), "web\njob\n");
+    }
+
+    #[test]
+    fn info_mirrors_containerds_struct() {
+        let mut c = container("web", "");
+        c.labels.insert("app".into(), "web".into());
+        c.snapshotter = "overlayfs".into();
+        c.created_at = Some(Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5,
+            ..Default::default()
+        })
+        .into();
+        let mut spec = Any::new();
+        spec.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Spec".into();
+        spec.value = br#"{"ociVersion":"1.0.2","process":{"args":["sh"]}}"#.to_vec();
+        c.spec = Some(spec).into();
+        let out = info_json(&c).pretty();
+        let keys: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("    \"") && !l.starts_with("        "))
+            .map(|l| l.trim().split('"').nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "ID",
+                "Labels",
+                "Image",
+                "Runtime",
+                "SnapshotKey",
+                "Snapshotter",
+                "CreatedAt",
+                "UpdatedAt",
+                "Extensions",
+                "Spec"
+            ]
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Labels"]["app"], "web");
+        assert_eq!(v["Runtime"]["Name"], "io.containerd.runc.v2");
+        assert_eq!(v["Runtime"]["Options"], serde_json::Value::Null);
+        assert_eq!(v["CreatedAt"], "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(v["UpdatedAt"], "0001-01-01T00:00:00Z");
+        assert_eq!(v["Extensions"], serde_json::Value::Null);
+        assert_eq!(v["Spec"]["process"]["args"][0], "sh");
+    }
+}
