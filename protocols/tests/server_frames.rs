@@ -332,7 +332,10 @@ fn metadata_and_deadline_reach_the_handler() {
     let (status, _) = raw.response(3);
     let status = status.unwrap();
     assert_eq!(status.code(), Code::FAILED_PRECONDITION);
-    assert_eq!(status.message(), "namespace is required");
+    assert_eq!(
+        status.message(),
+        "namespace is required: failed precondition"
+    );
     let _ = TYPE_RESPONSE;
 }
 

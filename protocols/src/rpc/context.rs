@@ -146,8 +146,9 @@ impl RequestContext {
 
     /// The namespace, or `FailedPrecondition` when the caller sent none.
     pub fn require_namespace(&self) -> RpcResult<&str> {
-        self.namespace()
-            .ok_or_else(|| Status::failed_precondition("namespace is required"))
+        self.namespace().ok_or_else(|| {
+            Status::failed_precondition("namespace is required: failed precondition")
+        })
     }
 
     /// The lease the caller sent, if any.
