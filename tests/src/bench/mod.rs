@@ -4,6 +4,7 @@
 //! - [`shim`]: `containerd-shim-corral-v2` against containerd's Go shim under one private
 //!   containerd 1.6: idle memory and threads per shim, `ctr run --rm` latency, bare `runc run`.
 
+pub mod daemon;
 pub mod meta;
 pub mod shim;
 

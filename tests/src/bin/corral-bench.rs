@@ -22,8 +22,12 @@ const SETTLE: Duration = Duration::from_secs(6);
 
 fn main() -> ExitCode {
     // `corral-bench --meta-only`: just the metadata store section, printed, not written.
-    let only_meta = std::env::args().nth(1).as_deref() == Some("--meta-only");
-    let result = if only_meta { meta_section() } else { run() };
+    // `corral-bench --daemon-only`: just the daemon section, printed, not written.
+    let result = match std::env::args().nth(1).as_deref() {
+        Some("--meta-only") => meta_section(),
+        Some("--daemon-only") => daemon_section(),
+        _ => run(),
+    };
     match result {
         Ok(report) => {
             print!("{report}");
@@ -68,6 +72,7 @@ fn run() -> Result<String, String> {
     report.push_str(&idle_servers(&bin_dir)?);
     report.push_str(&shim::run(&shim_tools)?);
     report.push_str(&meta_section()?);
+    report.push_str(&daemon_section()?);
 
     let out = repo_root().join("docs/benchmarks.md");
     std::fs::write(&out, &report).map_err(|e| format!("writing {}: {e}", out.display()))?;
@@ -76,6 +81,12 @@ fn run() -> Result<String, String> {
 
 fn meta_section() -> Result<String, String> {
     corral_tests::bench::meta::run(&repo_root().join("target/go-bolt-bench"))
+}
+
+fn daemon_section() -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
+    let bin_dir = exe.parent().ok_or("the bench binary has no directory")?;
+    corral_tests::bench::daemon::run(bin_dir)
 }
 
 fn today() -> String {
