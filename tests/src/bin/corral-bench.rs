@@ -21,6 +21,10 @@ use corral_tests::bench::{kib, ratio, shim, usage, Usage};
 const SETTLE: Duration = Duration::from_secs(6);
 
 fn main() -> ExitCode {
+    // Binaries just built sit in the page cache as dirty pages, which smaps counts as private
+    // dirty memory of every process mapping them until they are written back: write them
+    // back first, so memory figures show what a process really owns.
+    nix::unistd::sync();
     // `corral-bench --meta-only`: just the metadata store section, printed, not written.
     // `corral-bench --daemon-only`: just the daemon section, printed, not written.
     let result = match std::env::args().nth(1).as_deref() {
