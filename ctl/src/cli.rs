@@ -73,46 +73,8 @@ pub enum Command {
     Namespaces(NamespacesCommand),
 }
 
-/// Reads a Go-style duration: numbers with units (`ns`, `us`, `ms`, `s`, `m`, `h`), such as
-/// `10s`, `1.5m` or `1h30m`; a bare `0` is zero, as in Go.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err("empty duration".to_string());
-    }
-    let mut rest = s;
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration {s:?} needs a unit (ns, us, ms, s, m, h)"))?;
-        let unit_end = rest[num_end..]
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .map_or(rest.len(), |i| num_end + i);
-        total += parse_one(s, &rest[..num_end], &rest[num_end..unit_end])?;
-        rest = &rest[unit_end..];
-    }
-    Ok(total)
-}
-
-fn parse_one(s: &str, num: &str, unit: &str) -> Result<Duration, String> {
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("duration {s:?}: {num:?} is not a number"))?;
-    let secs = match unit {
-        "ns" => value / 1e9,
-        "us" | "µs" => value / 1e6,
-        "ms" => value / 1e3,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("duration {s:?}: unknown unit {other:?}")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("duration {s:?}: {e}"))
-}
+/// Go durations (`10s`, `1.5m`, `1h30m`, `0`), read as ctr reads them.
+pub use corral_protocols::duration::parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -423,47 +423,8 @@ pub fn log_level(level: &str) -> Option<log::LevelFilter> {
     })
 }
 
-/// Parses a Go duration string: `"0"`, `"300ms"`, `"1.5h"`, `"2h45m"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (want a Go duration such as \"5s\" or \"100ms\")");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() || s.starts_with('-') {
-        return Err(bad());
-    }
-    let s2 = s.strip_prefix('+').unwrap_or(s);
-    let mut rest = s2;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if num_len == 0 {
-            return Err(bad());
-        }
-        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let nanos = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total += n * nanos;
-    }
-    if !total.is_finite() || total > u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(Duration::from_nanos(total as u64))
-}
+/// Go duration strings, shared with corralctl.
+pub use corral_protocols::duration::parse_duration;
 
 /// 1-based line of byte offset `pos`.
 fn line_of(text: &str, pos: usize) -> usize {

@@ -9,6 +9,7 @@
 //! with services also get `<file>_rpc` with a server trait, `register_<service>` and a
 //! `<Service>Client` per service.
 
+pub mod duration;
 pub mod rpc;
 
 include!(concat!(env!("OUT_DIR"), "/gen/mod.rs"));

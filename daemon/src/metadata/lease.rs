@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use bbolt_rs::{BucketApi, BucketRwApi};
 
+use super::content::validate_digest;
 use super::encoding::Timestamp;
 use super::error::{MetaError, MetaResult};
 use super::namespace;
@@ -172,48 +173,6 @@ fn parse_resource(r: &Resource) -> MetaResult<(Vec<String>, String)> {
         )));
     }
     Ok((keys, r.id.clone()))
-}
-
-/// go-digest's `Digest.Validate`, with its messages.
-fn validate_digest(d: &str) -> Result<(), &'static str> {
-    const FORMAT: &str = "invalid checksum digest format";
-    const LENGTH: &str = "invalid checksum digest length";
-    const UNSUPPORTED: &str = "unsupported digest algorithm";
-    let Some(i) = d.find(':').filter(|&i| i > 0 && i + 1 < d.len()) else {
-        return Err(FORMAT);
-    };
-    let (alg, enc) = (&d[..i], &d[i + 1..]);
-    let size = match alg {
-        "sha256" => 32,
-        "sha384" => 48,
-        "sha512" => 64,
-        _ => {
-            // DigestRegexpAnchored: [a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+
-            let alg_ok = alg.split(['.', '+', '_', '-']).all(|p| {
-                !p.is_empty()
-                    && p.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            });
-            let enc_ok = enc
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'));
-            return Err(if alg_ok && enc_ok {
-                UNSUPPORTED
-            } else {
-                FORMAT
-            });
-        }
-    };
-    if enc.len() != size * 2 {
-        return Err(LENGTH);
-    }
-    if !enc
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(FORMAT);
-    }
-    Ok(())
 }
 
 /// Adds a reference from the lease to a resource (containerd's `Leases.AddResource`).
