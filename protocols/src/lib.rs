@@ -10,6 +10,7 @@
 //! `<Service>Client` per service.
 
 pub mod duration;
+pub mod identifiers;
 pub mod rpc;
 
 include!(concat!(env!("OUT_DIR"), "/gen/mod.rs"));

@@ -35,20 +35,9 @@ const UNMATCHED_EXITS: usize = 1024;
 /// How long an unmatched exit is kept.
 const UNMATCHED_AGE: Duration = Duration::from_secs(60);
 
-/// Identifiers containerd accepts.
+/// Identifiers containerd accepts (InvalidArgument with containerd's message otherwise).
 pub fn validate_id(kind: &str, id: &str) -> RpcResult<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 76
-        && id
-            .split(['.', '_', '-'])
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if ok {
-        Ok(())
-    } else {
-        Err(Status::invalid_argument(format!(
-            "{kind} {id:?}: invalid: must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$ and be at most 76 characters"
-        )))
-    }
+    corral_protocols::identifiers::validate_identifier(kind, id).map_err(Status::from)
 }
 
 fn runc_status(e: RuncError) -> Status {
