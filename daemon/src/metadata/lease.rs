@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use bbolt_rs::{BucketApi, BucketRwApi};
+use bbolt_rs::{BucketApi, BucketRwApi, BucketRwImpl};
 
 use super::content::validate_digest;
 use super::encoding::Timestamp;
@@ -184,22 +184,16 @@ pub fn add_resource(
 ) -> MetaResult<()> {
     get(tx, ns, lease)?;
     let (keys, id) = parse_resource(r)?;
-    let mut v1 = tx.v1_mut()?;
-    let mut nsb = v1
-        .bucket_mut(ns.as_bytes())
-        .ok_or_else(|| not_found(lease))?;
-    let mut leases = nsb.bucket_mut(LEASES).ok_or_else(|| not_found(lease))?;
-    let mut lb = leases
-        .bucket_mut(lease.as_bytes())
-        .ok_or_else(|| not_found(lease))?;
-    let mut first = lb.create_bucket_if_not_exists(keys[0].as_bytes())?;
-    if let Some(sub) = keys.get(1) {
-        let mut second = first.create_bucket_if_not_exists(sub.as_bytes())?;
-        second.put(id.as_bytes(), [])?;
-    } else {
-        first.put(id.as_bytes(), [])?;
-    }
-    Ok(())
+    with_lease_mut(tx, ns, lease, |lb| {
+        let mut first = lb.create_bucket_if_not_exists(keys[0].as_bytes())?;
+        if let Some(sub) = keys.get(1) {
+            let mut second = first.create_bucket_if_not_exists(sub.as_bytes())?;
+            second.put(id.as_bytes(), [])?;
+        } else {
+            first.put(id.as_bytes(), [])?;
+        }
+        Ok(())
+    })
 }
 
 /// Removes a reference (containerd's `Leases.DeleteResource`); a reference the lease does not
@@ -212,6 +206,28 @@ pub fn delete_resource(
 ) -> MetaResult<()> {
     get(tx, ns, lease)?;
     let (keys, id) = parse_resource(r)?;
+    with_lease_mut(tx, ns, lease, |lb| {
+        let Some(mut first) = lb.bucket_mut(keys[0].as_bytes()) else {
+            return Ok(());
+        };
+        if let Some(sub) = keys.get(1) {
+            if let Some(mut second) = first.bucket_mut(sub.as_bytes()) {
+                second.delete(id.as_bytes())?;
+            }
+        } else {
+            first.delete(id.as_bytes())?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `f` on the bucket of `lease` in `ns` for writing (`NotFound` when it is missing).
+fn with_lease_mut<'tx, T>(
+    tx: &mut WriteTx<'_, 'tx>,
+    ns: &str,
+    lease: &str,
+    f: impl FnOnce(&mut BucketRwImpl<'tx, '_>) -> MetaResult<T>,
+) -> MetaResult<T> {
     let mut v1 = tx.v1_mut()?;
     let mut nsb = v1
         .bucket_mut(ns.as_bytes())
@@ -220,17 +236,7 @@ pub fn delete_resource(
     let mut lb = leases
         .bucket_mut(lease.as_bytes())
         .ok_or_else(|| not_found(lease))?;
-    let Some(mut first) = lb.bucket_mut(keys[0].as_bytes()) else {
-        return Ok(());
-    };
-    if let Some(sub) = keys.get(1) {
-        if let Some(mut second) = first.bucket_mut(sub.as_bytes()) {
-            second.delete(id.as_bytes())?;
-        }
-    } else {
-        first.delete(id.as_bytes())?;
-    }
-    Ok(())
+    f(&mut lb)
 }
 
 /// The resources a lease holds, in containerd's order: content, ingests, then snapshots by
