@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use corral_protocols::rpc::{Code, Status};
 use corral_protocols::services::events::v1::events::Envelope;
+use corral_protocols::TypeUrl;
 use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::timestamp::Timestamp;
-use protobuf::{Message, MessageField, MessageFull};
+use protobuf::{Message, MessageField};
 
 use crate::filter::{Adaptor, Filter};
 use crate::metadata::validate::{validate_identifier, ValidationError};
@@ -234,14 +235,13 @@ impl Exchange {
 
     /// [`publish_event`](Self::publish_event) with the message's proto full name as its type
     /// URL, as containerd's `typeurl` names its events.
-    pub fn publish<M: MessageFull>(
+    pub fn publish<M: TypeUrl>(
         &self,
         namespace: &str,
         topic: &str,
         event: &M,
     ) -> Result<(), EventError> {
-        let type_url = M::descriptor().full_name().to_string();
-        self.publish_event(namespace, topic, &type_url, event)
+        self.publish_event(namespace, topic, M::TYPE_URL, event)
     }
 
     /// Publishes an already encoded event on `topic` in `namespace`, stamped now.

@@ -10,17 +10,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use corral_protocols::events::task::{
-    TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM,
-    TaskPaused, TaskResumed, TaskStart,
-};
 use corral_protocols::rpc::{CallContext, Client};
-use corral_protocols::runtime::v2::runc::options::oci::ProcessDetails;
 use corral_protocols::services::ttrpc::events::v1::events::{Envelope, ForwardRequest};
 use corral_protocols::services::ttrpc::events::v1::events_rpc::EventsClient;
+use corral_protocols::TypeUrl;
 use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::timestamp::Timestamp;
-use protobuf::{Message, MessageField};
+use protobuf::MessageField;
 
 /// Events kept while the daemon does not take them; beyond it the oldest go (logged).
 const QUEUE_LIMIT: usize = 2048;
@@ -54,30 +50,9 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
     ts
 }
 
-/// A message with the type URL containerd's typeurl gives it: its full proto name. Kept as
-/// constants rather than read from descriptors, so the shim links no protobuf reflection.
-pub trait Packable: Message {
-    const TYPE_URL: &'static str;
-}
-
-macro_rules! packable {
-    ($prefix:literal: $($t:ident),* $(,)?) => {
-        $(impl Packable for $t {
-            const TYPE_URL: &'static str = concat!($prefix, stringify!($t));
-        })*
-    };
-}
-
-packable!("containerd.events.": TaskCreate, TaskStart, TaskExit, TaskDelete, TaskExecAdded,
-    TaskExecStarted, TaskPaused, TaskResumed, TaskCheckpointed, TaskOOM);
-packable!("containerd.runc.v1.": ProcessDetails);
-
-/// Packs a message the way containerd's typeurl does.
-pub fn pack<M: Packable>(msg: &M) -> Any {
-    let mut any = Any::new();
-    any.type_url = M::TYPE_URL.to_string();
-    any.value = msg.write_to_bytes().unwrap_or_default();
-    any
+/// Packs a message the way containerd's typeurl does (its full proto name as the type URL).
+pub fn pack<M: TypeUrl>(msg: &M) -> Any {
+    corral_protocols::pack(msg).unwrap_or_default()
 }
 
 impl Publisher {
@@ -96,7 +71,7 @@ impl Publisher {
     }
 
     /// Queues `event` under `topic`, stamped now.
-    pub fn publish<M: Packable>(&self, topic: &str, event: &M) {
+    pub fn publish<M: TypeUrl>(&self, topic: &str, event: &M) {
         let mut env = Envelope::new();
         env.timestamp = MessageField::some(timestamp(SystemTime::now()));
         env.namespace = self.0.namespace.clone();
@@ -208,28 +183,4 @@ fn forward(shared: &Shared, client: &mut Option<EventsClient>, env: Envelope) {
         thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
     }
     log::error!("event {topic} lost after {ATTEMPTS} attempts");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use protobuf::MessageFull;
-
-    #[test]
-    fn type_urls_are_the_full_proto_names() {
-        fn check<M: Packable + MessageFull>() {
-            assert_eq!(M::TYPE_URL, M::descriptor().full_name());
-        }
-        check::<TaskCreate>();
-        check::<TaskStart>();
-        check::<TaskExit>();
-        check::<TaskDelete>();
-        check::<TaskExecAdded>();
-        check::<TaskExecStarted>();
-        check::<TaskPaused>();
-        check::<TaskResumed>();
-        check::<TaskCheckpointed>();
-        check::<TaskOOM>();
-        check::<ProcessDetails>();
-    }
 }

@@ -40,7 +40,12 @@ pub fn register(set: &mut ServiceSet, ctx: &Arc<Context>) {
 
 /// Publishes `event` on `topic` in namespace `ns` once a change has committed. A failure to
 /// publish is logged, not returned: the change is already durable.
-pub(super) fn publish(ctx: &Context, ns: &str, topic: &str, event: &impl protobuf::MessageFull) {
+pub(super) fn publish(
+    ctx: &Context,
+    ns: &str,
+    topic: &str,
+    event: &impl corral_protocols::TypeUrl,
+) {
     if let Err(e) = ctx.exchange.publish(ns, topic, event) {
         log::warn!("publishing {topic} in namespace {ns:?}: {e}");
     }
