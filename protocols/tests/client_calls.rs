@@ -71,6 +71,44 @@ fn server_streams_iterate_to_the_end() {
 }
 
 #[test]
+fn batched_server_streams_arrive_whole_and_in_order_beside_other_calls() {
+    let (_s, c) = client_pair();
+    // Unary calls on the same connection while the batches go out: their frames may come
+    // between batches but never inside one.
+    let other = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                let v = format!("u{i}");
+                let r: StringValue = c.unary(&ctx(), SVC, "Echo", &sv(&v)).unwrap();
+                assert_eq!(r.value, v);
+            }
+        })
+    };
+    for _ in 0..5 {
+        let mut n = UInt32Value::new();
+        n.value = 2000; // about 430 KiB of frames: several batches
+        let got: Vec<String> = c
+            .server_stream::<_, StringValue>(&ctx(), SVC, "CountAll", &n)
+            .unwrap()
+            .map(|m| m.unwrap().value)
+            .collect();
+        assert_eq!(got.len(), 2000);
+        for (i, v) in got.iter().enumerate() {
+            assert_eq!(v, &format!("{i:0>200}"));
+        }
+    }
+    other.join().unwrap();
+    // An empty list ends the stream cleanly.
+    let mut n = UInt32Value::new();
+    n.value = 0;
+    let mut empty = c
+        .server_stream::<_, StringValue>(&ctx(), SVC, "CountAll", &n)
+        .unwrap();
+    assert!(empty.recv().unwrap().is_none());
+}
+
+#[test]
 fn client_streams_send_then_receive_one_response() {
     let (_s, c) = client_pair();
     let w = c

@@ -428,3 +428,52 @@ fn end_to_end_against_corrald() {
         .lines()
         .any(|l| l == "edge"));
 }
+
+/// A daemon whose Containers service has `List` but not `ListStream` (Unimplemented, as the
+/// generated trait's default answers): `c ls` falls back to `List`, as containerd's client does.
+#[test]
+fn containers_ls_falls_back_to_list_without_list_stream() {
+    use std::sync::Arc;
+
+    use corral_protocols::rpc::{RequestContext, RpcResult, Server, ServerConfig, ServiceSet};
+    use corral_protocols::services::containers::v1::containers::{
+        ListContainersRequest, ListContainersResponse,
+    };
+    use corral_protocols::services::containers::v1::containers_rpc::{
+        register_containers, Containers,
+    };
+
+    struct OnlyList;
+    impl Containers for OnlyList {
+        fn list(
+            &self,
+            _ctx: &RequestContext,
+            _req: ListContainersRequest,
+        ) -> RpcResult<ListContainersResponse> {
+            let mut resp = ListContainersResponse::new();
+            for id in ["old-a", "old-b"] {
+                let mut c = Container::new();
+                c.id = id.into();
+                c.image = "docker.io/library/busybox:latest".into();
+                resp.containers.push(c);
+            }
+            Ok(resp)
+        }
+    }
+
+    let temp = TempRoot::new().unwrap();
+    let sock = temp.join("only-list.sock");
+    let mut set = ServiceSet::new();
+    register_containers(&mut set, Arc::new(OnlyList));
+    let server = Server::new(set, ServerConfig::default());
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let serving = {
+        let server = server.clone();
+        std::thread::spawn(move || server.serve(&listener))
+    };
+    let out = ctl(&sock, "default", &["c", "ls", "-q"]);
+    server.shutdown(Duration::from_secs(2));
+    let _ = serving.join();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "old-a\nold-b\n");
+}

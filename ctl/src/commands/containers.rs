@@ -1,6 +1,7 @@
 //! `corralctl containers` (`container`, `c`): list, inspect, label and delete container records.
 
 use clap::Subcommand;
+use corral_protocols::rpc::{Code, Status};
 use corral_protocols::services::containers::v1::containers::{
     Container, DeleteContainerRequest, GetContainerRequest, ListContainersRequest,
     UpdateContainerRequest,
@@ -57,10 +58,8 @@ pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
     let client = ContainersClient::new(env.connect()?);
     match cmd {
         ContainersCommand::List { quiet, filters } => {
-            let mut req = ListContainersRequest::new();
-            req.filters = filters;
-            let resp = client.list(&env.ctx, &req)?;
-            print!("{}", list_output(&resp.containers, quiet));
+            let containers = list(&client, env, filters)?;
+            print!("{}", list_output(&containers, quiet));
             Ok(())
         }
         ContainersCommand::Info { spec, id } => {
@@ -111,6 +110,43 @@ pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
             first_err.map_or(Ok(()), Err)
         }
     }
+}
+
+/// Lists through `ListStream`, as containerd's client does (one small message per container,
+/// so neither side holds the whole list in one buffer), falling back to `List` on a daemon
+/// without it. The specs and extensions, which the table does not show, are dropped as the
+/// messages arrive.
+fn list(client: &ContainersClient, env: &Env, filters: Vec<String>) -> CtlResult<Vec<Container>> {
+    let mut req = ListContainersRequest::new();
+    req.filters = filters;
+    let slim = |mut c: Container| {
+        c.spec = Default::default();
+        c.extensions.clear();
+        c
+    };
+    let unimplemented = |s: &Status| s.code() == Code::UNIMPLEMENTED;
+    let mut out = Vec::new();
+    let streamed = match client.list_stream(&env.ctx, &req) {
+        Ok(mut stream) => loop {
+            match stream.recv() {
+                Ok(Some(m)) => out.push(slim(m.container.unwrap_or_default())),
+                Ok(None) => break true,
+                Err(s) if out.is_empty() && unimplemented(&s) => break false,
+                Err(s) => return Err(s.into()),
+            }
+        },
+        Err(s) if unimplemented(&s) => false,
+        Err(s) => return Err(s.into()),
+    };
+    if !streamed {
+        out = client
+            .list(&env.ctx, &req)?
+            .containers
+            .into_iter()
+            .map(slim)
+            .collect();
+    }
+    Ok(out)
 }
 
 fn get(client: &ContainersClient, env: &Env, id: &str) -> CtlResult<Container> {

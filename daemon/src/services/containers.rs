@@ -185,16 +185,14 @@ impl Containers for ContainersService {
     ) -> RpcResult<()> {
         let ns = namespace(ctx)?;
         // Read in one transaction, as containerd does, then stream without holding it.
-        for c in self.select(&ns, &req.filters)? {
-            if ctx.is_cancelled() {
-                return Err(ctx.cancelled_status());
-            }
-            out.send(&ListContainerMessage {
-                container: MessageField::some(container_to_pb(&c)),
-                ..Default::default()
-            })?;
+        let containers = self.select(&ns, &req.filters)?;
+        if ctx.is_cancelled() {
+            return Err(ctx.cancelled_status());
         }
-        Ok(())
+        out.send_all(containers.iter().map(|c| ListContainerMessage {
+            container: MessageField::some(container_to_pb(c)),
+            ..Default::default()
+        }))
     }
 
     fn create(

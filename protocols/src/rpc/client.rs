@@ -427,7 +427,12 @@ impl<Req: Message, Resp: Message> BidiStream<Req, Resp> {
     }
 }
 
-fn read_loop(mut stream: UnixStream, inner: std::sync::Weak<Inner>) {
+/// How much the reader takes from the socket at once: a stream of small messages (one per
+/// container in `ListStream`) arrives in a few reads instead of two per frame.
+const READ_BUFFER: usize = 32 * 1024;
+
+fn read_loop(stream: UnixStream, inner: std::sync::Weak<Inner>) {
+    let mut stream = io::BufReader::with_capacity(READ_BUFFER, stream);
     loop {
         let result = read_frame(&mut stream);
         let Some(inner) = inner.upgrade() else {

@@ -85,11 +85,22 @@ impl Conn {
             ));
         }
         let buf = frame::encode_frame(stream_id, kind, flags, body)?;
+        self.send_encoded(&buf)
+    }
+
+    /// Writes already encoded whole frames in one go.
+    pub(crate) fn send_encoded(&self, buf: &[u8]) -> io::Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "connection closed",
+            ));
+        }
         let mut w = self
             .writer
             .lock()
             .map_err(|_| io::Error::other("connection writer poisoned"))?;
-        let result = io::Write::write_all(&mut *w, &buf);
+        let result = io::Write::write_all(&mut *w, buf);
         if result.is_err() {
             // A peer that stops reading or vanished: drop the connection so the reader and
             // every handler on it wind down.

@@ -50,6 +50,10 @@ pub fn services() -> ServiceSet {
         }
         Ok(())
     });
+    s.server_stream(SVC, "CountAll", |_ctx, req: UInt32Value, out| {
+        // Long values, so that the frames span several batches.
+        out.send_all((0..req.value).map(|i| sv(&format!("{i:0>200}"))))
+    });
     s.client_stream(SVC, "Concat", |_ctx, input| {
         let mut all = String::new();
         while let Some(m) = input.recv()? {
