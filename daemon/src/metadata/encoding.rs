@@ -308,6 +308,144 @@ pub fn decode_any(buf: &[u8]) -> Result<(String, Vec<u8>), EncodingError> {
     Ok((any.type_url, any.value))
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count since 1970-01-01 (inverse of [`days_from_civil`]).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Go's `time.Time.MarshalText` of a UTC time (`time.RFC3339Nano`): trailing zeros of the
+/// fraction dropped, `Z` for UTC, e.g. `2024-01-01T00:00:00.5Z`.
+pub fn format_rfc3339_nano(t: Timestamp) -> String {
+    let t = t.normalized();
+    let (date, secs) = (t.secs.div_euclid(86_400), t.secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(date);
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    );
+    if t.nanos > 0 {
+        let frac = format!("{:09}", t.nanos);
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// Parses an RFC 3339 time as Go's `time.Parse(time.RFC3339, ...)` accepts it: a fraction
+/// of any length after the seconds, `Z` or a `+hh:mm`/`-hh:mm` offset. `None` when it is not
+/// one.
+pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = b.get(from..from + len)?;
+        part.iter().try_fold(0i64, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let sep = |at: usize, c: u8| b.get(at) == Some(&c);
+    if !(sep(4, b'-')
+        && sep(7, b'-')
+        && (sep(10, b'T') || sep(10, b't'))
+        && sep(13, b':')
+        && sep(16, b':'))
+    {
+        return None;
+    }
+    let (y, mo, d, h, mi, sec) = (
+        num(0, 4)?,
+        num(5, 2)?,
+        num(8, 2)?,
+        num(11, 2)?,
+        num(14, 2)?,
+        num(17, 2)?,
+    );
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo)
+        || d < 1
+        || d > month_days[(mo - 1) as usize]
+        || h > 23
+        || mi > 59
+        || sec > 59
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if sep(i, b'.') || sep(i, b',') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            if i - start < 9 {
+                nanos = nanos * 10 + u32::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        for _ in (i - start)..9 {
+            nanos *= 10;
+        }
+    }
+    let offset = match b.get(i) {
+        Some(b'Z') | Some(b'z') if i + 1 == b.len() => 0,
+        Some(&c @ (b'+' | b'-')) if i + 6 == b.len() && sep(i + 3, b':') => {
+            let (oh, om) = (num(i + 1, 2)?, num(i + 4, 2)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if c == b'-' {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    Some(Timestamp::new(
+        days * 86_400 + h * 3600 + mi * 60 + sec - offset,
+        nanos,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,5 +659,51 @@ mod tests {
             decode_any(&[0x0a, 0x05, b'a']),
             Err(EncodingError::Any(_))
         ));
+    }
+
+    #[test]
+    fn rfc3339_text_times_round_trip_and_parse_like_go() {
+        for (text, secs, nanos) in [
+            ("1970-01-01T00:00:00Z", 0, 0),
+            ("2024-01-01T00:00:00Z", 1_704_067_200, 0),
+            ("2024-02-29T23:59:59.5Z", 1_709_251_199, 500_000_000),
+            ("2026-11-23T17:13:50.123456789Z", 1_795_454_030, 123_456_789),
+            ("1969-12-31T23:59:59.000000001Z", -1, 1),
+        ] {
+            let t = Timestamp::new(secs, nanos);
+            assert_eq!(format_rfc3339_nano(t), text);
+            assert_eq!(parse_rfc3339(text), Some(t), "{text}");
+        }
+        // Offsets, lower-case separators, fractions longer than nanoseconds.
+        assert_eq!(
+            parse_rfc3339("2024-01-01T02:00:00+02:00"),
+            parse_rfc3339("2024-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2023-12-31T19:00:00-05:00"),
+            parse_rfc3339("2024-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2024-01-01t00:00:00z"),
+            Some(Timestamp::new(1_704_067_200, 0))
+        );
+        assert_eq!(
+            parse_rfc3339("2024-01-01T00:00:00.1234567891Z"),
+            Some(Timestamp::new(1_704_067_200, 123_456_789))
+        );
+        for bad in [
+            "",
+            "2024-01-01",
+            "2024-01-01T00:00:00",
+            "2024-13-01T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-01-01T24:00:00Z",
+            "2024-01-01T00:00:00.Z",
+            "2024-01-01T00:00:00+0200",
+            "2024-01-01T00:00:00Zjunk",
+            "yesterday",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

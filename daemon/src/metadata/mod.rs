@@ -16,6 +16,7 @@ pub mod content;
 pub mod dump;
 pub mod encoding;
 pub mod error;
+pub mod gc;
 pub mod image;
 pub mod lease;
 pub mod namespace;
