@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod filter;
+pub mod gc;
 pub mod metadata;
 pub mod server;
 pub mod services;

@@ -23,7 +23,6 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::config::{Config, ConfigError};
-use crate::events::Exchange;
 use crate::metadata::error::MetaError;
 use crate::metadata::schema::db_path;
 use crate::metadata::store::Store;
@@ -107,12 +106,11 @@ impl Daemon {
         let address = Address::parse(&config.ttrpc.address)
             .map_err(io_err(format!("address {:?}", config.ttrpc.address)))?;
         let listener = bind(&address, config.ttrpc.uid, config.ttrpc.gid)?;
-        let context = Arc::new(Context {
+        let context = Arc::new(Context::new(
             store,
-            exchange: Exchange::default(),
-            root: config.root.clone(),
-            state: config.state.clone(),
-        });
+            config.root.clone(),
+            config.state.clone(),
+        ));
         let mut set = ServiceSet::new();
         services::register_all(&mut set, &context);
         let server = Server::new(
@@ -123,6 +121,8 @@ impl Daemon {
                 ..ServerConfig::default()
             },
         );
+        // The first collection sweeps what a crash or the other daemon left behind.
+        context.gc.start();
         Ok(Daemon {
             _state_lock: state_lock,
             address,
@@ -190,6 +190,7 @@ impl Daemon {
         }
         // The services hold the store through the context; dropping the server drops them.
         drop(server);
+        context.gc.stop();
         drop(context);
         log::info!("stopped");
     }

@@ -31,13 +31,12 @@ struct Daemon {
 impl Daemon {
     fn start(root: &Path) -> Daemon {
         let meta = tempfile::tempdir().unwrap();
-        let exchange = Exchange::new();
-        let ctx = Arc::new(Context {
-            store: Store::open(meta.path().join("meta.db")).unwrap(),
-            exchange: exchange.clone(),
-            root: root.to_path_buf(),
-            state: meta.path().join("state"),
-        });
+        let ctx = Arc::new(Context::new(
+            Store::open(meta.path().join("meta.db")).unwrap(),
+            root.to_path_buf(),
+            meta.path().join("state"),
+        ));
+        let exchange = ctx.exchange.clone();
         let mut set = ServiceSet::new();
         services::register_all(&mut set, &ctx);
         let server = Server::new(

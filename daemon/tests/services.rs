@@ -15,6 +15,11 @@ use corral_protocols::services::containers::v1::containers::{
     ListContainersRequest, UpdateContainerRequest,
 };
 use corral_protocols::services::containers::v1::containers_rpc::ContainersClient;
+use corral_protocols::services::images::v1::images::{
+    CreateImageRequest, DeleteImageRequest, GetImageRequest, Image, ListImagesRequest,
+    UpdateImageRequest,
+};
+use corral_protocols::services::images::v1::images_rpc::ImagesClient;
 use corral_protocols::services::leases::v1::leases::{
     AddResourceRequest, CreateRequest, DeleteRequest, DeleteResourceRequest, ListRequest,
     ListResourcesRequest, Resource,
@@ -25,6 +30,7 @@ use corral_protocols::services::namespaces::v1::namespace::{
     Namespace, UpdateNamespaceRequest,
 };
 use corral_protocols::services::namespaces::v1::namespace_rpc::NamespacesClient;
+use corral_protocols::types::descriptor::Descriptor;
 use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::field_mask::FieldMask;
 use protobuf::MessageField;
@@ -40,13 +46,12 @@ impl Harness {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path().join("meta.db")).expect("store");
-        let exchange = Exchange::new();
-        let ctx = Arc::new(Context {
+        let ctx = Arc::new(Context::new(
             store,
-            exchange: exchange.clone(),
-            root: dir.path().join("root"),
-            state: dir.path().join("state"),
-        });
+            dir.path().join("root"),
+            dir.path().join("state"),
+        ));
+        let exchange = ctx.exchange.clone();
         let mut set = ServiceSet::new();
         register_all(&mut set, &ctx);
         let server = Server::new(set, ServerConfig::default());
@@ -865,4 +870,233 @@ fn concurrent_create_list_delete_loses_nothing() {
         .count();
     assert_eq!(creates, THREADS * PER_THREAD);
     assert_eq!(deletes, THREADS * PER_THREAD / 2);
+}
+
+fn image(name: &str, digest: &str, l: &[(&str, &str)]) -> Image {
+    Image {
+        name: name.into(),
+        labels: labels(l),
+        target: MessageField::some(Descriptor {
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            digest: digest.into(),
+            size: 314,
+            annotations: labels(&[("org.opencontainers.image.ref.name", "latest")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+#[test]
+fn images_through_the_wire() {
+    let h = Harness::new();
+    let sub = h.exchange.subscribe(&[]).expect("subscribe");
+    let is = ImagesClient::new(h.client.clone());
+    let ctx = ns("default");
+    let create = |i: Image| {
+        is.create(
+            &ctx,
+            &CreateImageRequest {
+                image: MessageField::some(i),
+                ..Default::default()
+            },
+        )
+    };
+    let created = create(image(
+        "docker.io/library/busybox:latest",
+        D1,
+        &[("app", "web")],
+    ))
+    .expect("create")
+    .image
+    .unwrap();
+    assert_eq!(created.name, "docker.io/library/busybox:latest");
+    assert!(created.created_at.is_some() && created.updated_at.is_some());
+    assert_eq!(created.target.digest, D1);
+    create(image("docker.io/library/alpine:3.20", D2, &[])).expect("create 2");
+
+    // Errors with containerd's codes.
+    let dup = create(image("docker.io/library/alpine:3.20", D2, &[])).unwrap_err();
+    assert_eq!(dup.code(), Code::ALREADY_EXISTS, "{dup:?}");
+    let no_name = create(image("", D2, &[])).unwrap_err();
+    assert_eq!(no_name.code(), Code::INVALID_ARGUMENT);
+    assert_eq!(no_name.message(), "Image.Name required");
+    let bad_digest = create(image("x", "sha256:nothex", &[])).unwrap_err();
+    assert_eq!(bad_digest.code(), Code::INVALID_ARGUMENT, "{bad_digest:?}");
+    let missing = is
+        .get(
+            &ctx,
+            &GetImageRequest {
+                name: "nope".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NOT_FOUND);
+    assert_eq!(missing.message(), "image \"nope\": not found");
+
+    // Get, list with containerd's image filters.
+    let got = is
+        .get(
+            &ctx,
+            &GetImageRequest {
+                name: "docker.io/library/busybox:latest".into(),
+                ..Default::default()
+            },
+        )
+        .expect("get")
+        .image
+        .unwrap();
+    assert_eq!(got.labels, labels(&[("app", "web")]));
+    let names = |filters: &[&str]| -> Vec<String> {
+        is.list(
+            &ctx,
+            &ListImagesRequest {
+                filters: filters.iter().map(|f| f.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+        .expect("list")
+        .images
+        .into_iter()
+        .map(|i| i.name)
+        .collect()
+    };
+    assert_eq!(names(&[]).len(), 2);
+    assert_eq!(
+        names(&["labels.app==web"]),
+        ["docker.io/library/busybox:latest"]
+    );
+    assert_eq!(
+        names(&[&format!("target.digest=={D2}")]),
+        ["docker.io/library/alpine:3.20"]
+    );
+    assert_eq!(names(&["name~=alpine"]), ["docker.io/library/alpine:3.20"]);
+    assert_eq!(
+        names(&["annotations.\"org.opencontainers.image.ref.name\"==latest"]).len(),
+        2
+    );
+    assert_eq!(
+        names(&["name==a", "name==docker.io/library/alpine:3.20"]).len(),
+        1
+    );
+    assert!(names(&["target.mediatype==text/plain"]).is_empty());
+    let bad = is
+        .list(
+            &ctx,
+            &ListImagesRequest {
+                filters: vec!["labels.\"unclosed==x".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::INVALID_ARGUMENT);
+    // Namespaces are separate.
+    assert!(is
+        .list(&ns("other"), &ListImagesRequest::default())
+        .unwrap()
+        .images
+        .is_empty());
+
+    // Update: one label by mask, then the target as a unit, then a field it cannot set.
+    let mut upd = image("docker.io/library/busybox:latest", D2, &[("tier", "edge")]);
+    let updated = is
+        .update(
+            &ctx,
+            &UpdateImageRequest {
+                image: MessageField::some(upd.clone()),
+                update_mask: MessageField::some(FieldMask {
+                    paths: vec!["labels.tier".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .expect("update label")
+        .image
+        .unwrap();
+    assert_eq!(updated.labels, labels(&[("app", "web"), ("tier", "edge")]));
+    assert_eq!(
+        updated.target.digest, D1,
+        "target untouched by a label mask"
+    );
+    assert_eq!(updated.created_at, created.created_at);
+    let updated = is
+        .update(
+            &ctx,
+            &UpdateImageRequest {
+                image: MessageField::some(upd.clone()),
+                update_mask: MessageField::some(FieldMask {
+                    paths: vec!["target".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .expect("update target")
+        .image
+        .unwrap();
+    assert_eq!(updated.target.digest, D2);
+    upd.name = "docker.io/library/busybox:latest".into();
+    let e = is
+        .update(
+            &ctx,
+            &UpdateImageRequest {
+                image: MessageField::some(upd),
+                update_mask: MessageField::some(FieldMask {
+                    paths: vec!["createdat".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), Code::INVALID_ARGUMENT, "{e:?}");
+
+    // Delete, with and without sync; a second delete is NotFound.
+    is.delete(
+        &ctx,
+        &DeleteImageRequest {
+            name: "docker.io/library/alpine:3.20".into(),
+            ..Default::default()
+        },
+    )
+    .expect("delete");
+    is.delete(
+        &ctx,
+        &DeleteImageRequest {
+            name: "docker.io/library/busybox:latest".into(),
+            sync: true,
+            ..Default::default()
+        },
+    )
+    .expect("delete sync");
+    let again = is
+        .delete(
+            &ctx,
+            &DeleteImageRequest {
+                name: "docker.io/library/busybox:latest".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(again.code(), Code::NOT_FOUND);
+    assert!(names(&[]).is_empty());
+
+    let evs = drain(&sub);
+    assert_eq!(
+        topics(&evs),
+        [
+            "/images/create",
+            "/images/create",
+            "/images/update",
+            "/images/update",
+            "/images/delete",
+            "/images/delete",
+        ]
+    );
+    assert!(evs.iter().all(|(n, _)| n == "default"));
 }

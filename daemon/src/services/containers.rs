@@ -270,6 +270,7 @@ impl Containers for ContainersService {
         self.ctx
             .store
             .update(|tx| store::delete(tx, &ns, &req.id))?;
+        self.ctx.gc.mutated(true);
         publish(
             &self.ctx,
             &ns,

@@ -40,6 +40,7 @@ const METADATA: &str = "io.containerd.metadata.v1";
 const EVENT: &str = "io.containerd.event.v1";
 const SERVICE: &str = "io.containerd.service.v1";
 const GRPC: &str = "io.containerd.grpc.v1";
+const GC: &str = "io.containerd.gc.v1";
 
 /// What corrald runs, named as containerd names the same plugins; only what is served.
 pub const PLUGINS: &[PluginInfo] = &[
@@ -52,6 +53,11 @@ pub const PLUGINS: &[PluginInfo] = &[
         type_: METADATA,
         id: "bolt",
         requires: &[],
+    },
+    PluginInfo {
+        type_: GC,
+        id: "scheduler",
+        requires: &[METADATA],
     },
     PluginInfo {
         type_: SERVICE,
@@ -67,6 +73,11 @@ pub const PLUGINS: &[PluginInfo] = &[
         type_: GRPC,
         id: "events",
         requires: &[EVENT],
+    },
+    PluginInfo {
+        type_: GRPC,
+        id: "images",
+        requires: &[METADATA, GC, EVENT],
     },
     PluginInfo {
         type_: GRPC,

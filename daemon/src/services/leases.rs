@@ -103,6 +103,13 @@ impl Leases for LeasesService {
         self.ctx
             .store
             .update(|tx| store::delete(tx, &ns, &req.id))?;
+        self.ctx.gc.mutated(true);
+        if req.sync {
+            self.ctx
+                .gc
+                .collect_and_wait()
+                .map_err(|e| Status::unknown(format!("garbage collection failed: {e}")))?;
+        }
         Ok(Empty::new())
     }
 
@@ -139,6 +146,7 @@ impl Leases for LeasesService {
         self.ctx
             .store
             .update(|tx| store::delete_resource(tx, &ns, &req.id, &r))?;
+        self.ctx.gc.mutated(true);
         Ok(Empty::new())
     }
 

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use corral_protocols::rpc::{RequestContext, RpcResult, ServiceSet};
 
 use crate::events::Exchange;
+use crate::gc::Collector;
 use crate::metadata::store::Store;
 
 pub mod containers;
 pub mod events;
+pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
@@ -22,9 +24,25 @@ pub mod version;
 pub struct Context {
     pub store: Store,
     pub exchange: Exchange,
+    /// The garbage collector: told of every change, asked to run by deletes with `sync`.
+    pub gc: Collector,
     /// The daemon root (persistent) and state (tmpfs) directories.
     pub root: PathBuf,
     pub state: PathBuf,
+}
+
+impl Context {
+    /// The services' context for a daemon whose metadata store is `store`, with a new event
+    /// exchange and a garbage collector with containerd's default schedule (not started).
+    pub fn new(store: Store, root: PathBuf, state: PathBuf) -> Context {
+        Context {
+            gc: Collector::new(store.clone(), crate::gc::GcConfig::default()),
+            store,
+            exchange: Exchange::default(),
+            root,
+            state,
+        }
+    }
 }
 
 /// The namespace a namespaced call works in, validated; `FailedPrecondition` without one.
@@ -39,6 +57,7 @@ pub fn namespace(ctx: &RequestContext) -> RpcResult<String> {
 pub fn register_all(set: &mut ServiceSet, ctx: &Arc<Context>) {
     namespaces::register(set, ctx);
     containers::register(set, ctx);
+    images::register(set, ctx);
     leases::register(set, ctx);
     version::register(set, ctx);
     introspection::register(set, ctx);
