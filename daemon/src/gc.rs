@@ -308,6 +308,95 @@ impl Collector {
     }
 }
 
+/// Sweeps the content backend (containerd's content `garbageCollect`): blobs no namespace
+/// records or expects, and ingests no namespace records, go. Holds the content lock alone,
+/// so no write is between its backend commit and its record meanwhile.
+pub struct ContentSweeper {
+    pub content: crate::content::Store,
+    pub lock: Arc<std::sync::RwLock<()>>,
+}
+
+impl Sweeper for ContentSweeper {
+    fn name(&self) -> String {
+        "content".into()
+    }
+
+    fn sweep(&self, store: &Store, collected: &Collected) -> Result<(), String> {
+        let _alone = self.lock.write().unwrap_or_else(|p| p.into_inner());
+        let _ = collected;
+        let refs = store
+            .view(|tx| Ok(crate::metadata::gc::referenced_content(tx)))
+            .map_err(|e| e.to_string())?;
+        for info in self.content.walk().map_err(|e| e.to_string())? {
+            if !refs.blobs.contains(&info.digest) {
+                self.content
+                    .delete(&info.digest)
+                    .map_err(|e| e.to_string())?;
+                log::debug!("gc: removed blob {}", info.digest);
+            }
+        }
+        for status in self.content.list_statuses().map_err(|e| e.to_string())? {
+            if !refs.ingests.contains(&status.reference)
+                && !self.content.is_locked(&status.reference)
+            {
+                self.content
+                    .abort(&status.reference)
+                    .map_err(|e| e.to_string())?;
+                log::debug!("gc: aborted ingest {}", status.reference);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sweeps one snapshotter (containerd's snapshotter `garbageCollect`): backend snapshots no
+/// namespace records go, children before parents, then its `cleanup` removes directories no
+/// backend record has. Holds the snapshot lock alone meanwhile.
+pub struct SnapshotSweeper {
+    pub snapshotter: Arc<dyn crate::snapshot::Snapshotter>,
+    pub lock: Arc<std::sync::RwLock<()>>,
+}
+
+impl Sweeper for SnapshotSweeper {
+    fn name(&self) -> String {
+        format!("snapshotter {}", self.snapshotter.name())
+    }
+
+    fn sweep(&self, store: &Store, _collected: &Collected) -> Result<(), String> {
+        let _alone = self.lock.write().unwrap_or_else(|p| p.into_inner());
+        let name = self.snapshotter.name();
+        let keep = store
+            .view(|tx| Ok(crate::metadata::gc::referenced_snapshots(tx, name)))
+            .map_err(|e| e.to_string())?;
+        let mut all = Vec::new();
+        self.snapshotter
+            .walk(&[], &mut |info| {
+                all.push((info.name.clone(), info.parent.clone()));
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        // Remove unreferenced snapshots that no remaining snapshot has as parent, until none
+        // is left to remove (a referenced child keeps its parents).
+        let mut left: Vec<(String, Option<String>)> = all;
+        loop {
+            let parents: std::collections::HashSet<String> =
+                left.iter().filter_map(|(_, p)| p.clone()).collect();
+            let (gone, kept): (Vec<_>, Vec<_>) = left
+                .into_iter()
+                .partition(|(n, _)| !keep.contains(n) && !parents.contains(n));
+            if gone.is_empty() {
+                break;
+            }
+            for (n, _) in &gone {
+                self.snapshotter.remove(n).map_err(|e| e.to_string())?;
+                log::debug!("gc: removed snapshot {name}/{n}");
+            }
+            left = kept;
+        }
+        self.snapshotter.cleanup().map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -7,9 +7,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod content;
 pub mod events;
 pub mod filter;
 pub mod gc;
 pub mod metadata;
 pub mod server;
 pub mod services;
+pub mod snapshot;

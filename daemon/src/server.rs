@@ -45,6 +45,12 @@ pub enum DaemonError {
     /// The metadata store could not be opened (another daemon holds the root, a bad file).
     #[error("root {}: {source}", root.display())]
     Store { root: PathBuf, source: MetaError },
+    /// The content store or a snapshotter could not be opened.
+    #[error("root {}: {source}", root.display())]
+    Plugins {
+        root: PathBuf,
+        source: crate::services::ContextError,
+    },
     /// Something answers on the socket already.
     #[error("another daemon is serving on {0}")]
     AddressInUse(String),
@@ -106,11 +112,14 @@ impl Daemon {
         let address = Address::parse(&config.ttrpc.address)
             .map_err(io_err(format!("address {:?}", config.ttrpc.address)))?;
         let listener = bind(&address, config.ttrpc.uid, config.ttrpc.gid)?;
-        let context = Arc::new(Context::new(
-            store,
-            config.root.clone(),
-            config.state.clone(),
-        ));
+        let context = Arc::new(
+            Context::open(store, config.root.clone(), config.state.clone()).map_err(|source| {
+                DaemonError::Plugins {
+                    root: config.root.clone(),
+                    source,
+                }
+            })?,
+        );
         let mut set = ServiceSet::new();
         services::register_all(&mut set, &context);
         let server = Server::new(

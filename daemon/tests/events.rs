@@ -31,11 +31,14 @@ struct Daemon {
 impl Daemon {
     fn start(root: &Path) -> Daemon {
         let meta = tempfile::tempdir().unwrap();
-        let ctx = Arc::new(Context::new(
-            Store::open(meta.path().join("meta.db")).unwrap(),
-            root.to_path_buf(),
-            meta.path().join("state"),
-        ));
+        let ctx = Arc::new(
+            Context::open(
+                Store::open(meta.path().join("meta.db")).unwrap(),
+                root.to_path_buf(),
+                meta.path().join("state"),
+            )
+            .expect("context"),
+        );
         let exchange = ctx.exchange.clone();
         let mut set = ServiceSet::new();
         services::register_all(&mut set, &ctx);

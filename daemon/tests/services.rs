@@ -46,11 +46,10 @@ impl Harness {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path().join("meta.db")).expect("store");
-        let ctx = Arc::new(Context::new(
-            store,
-            dir.path().join("root"),
-            dir.path().join("state"),
-        ));
+        let ctx = Arc::new(
+            Context::open(store, dir.path().join("root"), dir.path().join("state"))
+                .expect("context"),
+        );
         let exchange = ctx.exchange.clone();
         let mut set = ServiceSet::new();
         register_all(&mut set, &ctx);

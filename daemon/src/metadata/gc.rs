@@ -2,7 +2,7 @@
 //! (`metadata/gc.go`, `gc/gc.go`): mark everything reachable from the roots, then remove every
 //! content record, snapshot record, ingest record and lease that was not marked, in one write
 //! transaction. The backends (blob files, snapshot directories) are swept afterwards by the
-//! caller, through [`referenced_blobs`] and [`referenced_snapshots`].
+//! caller, through [`referenced_content`] and [`referenced_snapshots`].
 //!
 //! Roots, per namespace:
 //! - every lease not expired by its `containerd.io/gc.expire` label (RFC 3339; unparsable
@@ -23,13 +23,14 @@ use std::collections::{BTreeSet, HashSet};
 
 use bbolt_rs::{BucketApi, BucketRwApi};
 
-use super::encoding::{decode_time, parse_rfc3339, Timestamp};
+use super::encoding::{decode_time, Timestamp};
 use super::error::MetaResult;
 use super::schema::{
     BLOB, CONTAINERS, CONTENT, DIGEST, EXPECTED, EXPIRE_AT, IMAGES, INGESTS, LABELS, LEASES, NAME,
-    PARENT, SNAPSHOTS, SNAPSHOTTER, SNAPSHOT_KEY, TARGET,
+    PARENT, REF, SNAPSHOTS, SNAPSHOTTER, SNAPSHOT_KEY, TARGET,
 };
 use super::store::{Reader, WriteTx};
+use super::text_time;
 
 /// Marks a blob or snapshot as a root.
 pub const LABEL_GC_ROOT: &str = "containerd.io/gc.root";
@@ -156,10 +157,10 @@ fn roots<'tx>(tx: &impl Reader<'tx>, now: Timestamp) -> Vec<Gray> {
                     .as_ref()
                     .and_then(|l| l.get(LABEL_GC_EXPIRE.as_bytes()))
                 {
-                    match parse_rfc3339(&String::from_utf8_lossy(exp)) {
-                        Some(t) if t < now => continue,
-                        Some(_) => {}
-                        None => log::info!(
+                    match text_time::parse(&String::from_utf8_lossy(exp)) {
+                        Ok(t) if t < now => continue,
+                        Ok(_) => {}
+                        Err(_) => log::info!(
                             "gc: lease {}/{}: ignoring invalid expiration value {:?}",
                             ns,
                             utf8(id),
@@ -456,10 +457,18 @@ pub fn collect(tx: &mut WriteTx<'_, '_>, now: Timestamp) -> MetaResult<Collected
     Ok(collected)
 }
 
-/// Every digest some namespace still has a content record for: the blobs the content
-/// backend must keep.
-pub fn referenced_blobs<'tx>(tx: &impl Reader<'tx>) -> HashSet<String> {
-    let mut out = HashSet::new();
+/// What the content backend must keep: every digest some namespace has a content record for
+/// or an ingest expects (a shared write may be waiting for it), and the backend ref of every
+/// recorded ingest (containerd's content `garbageCollect`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ContentRefs {
+    pub blobs: HashSet<String>,
+    pub ingests: HashSet<String>,
+}
+
+/// The content every namespace still refers to; see [`ContentRefs`].
+pub fn referenced_content<'tx>(tx: &impl Reader<'tx>) -> ContentRefs {
+    let mut out = ContentRefs::default();
     let Some(v1) = tx.v1() else {
         return out;
     };
@@ -468,7 +477,17 @@ pub fn referenced_blobs<'tx>(tx: &impl Reader<'tx>) -> HashSet<String> {
             continue;
         };
         if let Some(blobs) = content.bucket(BLOB) {
-            out.extend(blobs.iter_buckets().map(|(d, _)| utf8(d)));
+            out.blobs.extend(blobs.iter_buckets().map(|(d, _)| utf8(d)));
+        }
+        if let Some(ingests) = content.bucket(INGESTS) {
+            for (_, ib) in ingests.iter_buckets() {
+                if let Some(expected) = ib.get(EXPECTED).filter(|e| !e.is_empty()) {
+                    out.blobs.insert(utf8(expected));
+                }
+                if let Some(bref) = ib.get(REF).filter(|r| !r.is_empty()) {
+                    out.ingests.insert(utf8(bref));
+                }
+            }
         }
     }
     out
@@ -608,7 +627,10 @@ mod tests {
             .unwrap();
         let removed = run(&s, Timestamp::now());
         assert_eq!(removed.len(), 6, "{removed:?}");
-        assert!(s.view(|tx| Ok(referenced_blobs(tx))).unwrap().is_empty());
+        assert_eq!(
+            s.view(|tx| Ok(referenced_content(tx))).unwrap(),
+            ContentRefs::default()
+        );
         assert!(s
             .view(|tx| Ok(referenced_snapshots(tx, "overlayfs")))
             .unwrap()
@@ -659,8 +681,8 @@ mod tests {
         let removed = run(&s, Timestamp::now());
         assert_eq!(removed, vec![gone(Kind::Content, "b", digest(1))]);
         // The backend still needs digest 1 (namespace a) and every remaining snapshot name.
-        let blobs = s.view(|tx| Ok(referenced_blobs(tx))).unwrap();
-        assert_eq!(blobs, [digest(1), digest(9)].into_iter().collect());
+        let refs = s.view(|tx| Ok(referenced_content(tx))).unwrap();
+        assert_eq!(refs.blobs, [digest(1), digest(9)].into_iter().collect());
         let names = s
             .view(|tx| Ok(referenced_snapshots(tx, "overlayfs")))
             .unwrap();
@@ -705,10 +727,8 @@ mod tests {
         );
         blob(&s, "default", 5, &[]);
         let now = Timestamp::now();
-        let future =
-            crate::metadata::encoding::format_rfc3339_nano(Timestamp::new(now.secs + 3600, 0));
-        let past =
-            crate::metadata::encoding::format_rfc3339_nano(Timestamp::new(now.secs - 3600, 0));
+        let future = text_time::format(Timestamp::new(now.secs + 3600, 0)).unwrap();
+        let past = text_time::format(Timestamp::new(now.secs - 3600, 0)).unwrap();
         lease_with(
             "live",
             &[("containerd.io/gc.expire", &future)],

@@ -24,6 +24,7 @@ pub mod record;
 pub mod schema;
 pub mod snapshot;
 pub mod store;
+pub mod text_time;
 pub mod validate;
 
 /// Helpers the object modules' tests share.

@@ -2,16 +2,22 @@
 //! call the store, publish the event containerd publishes after the change commits, and map
 //! errors onto containerd's codes.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use corral_protocols::rpc::{RequestContext, RpcResult, ServiceSet};
 
+use crate::content::{ContentError, Store as ContentStore};
 use crate::events::Exchange;
-use crate::gc::Collector;
+use crate::gc::{Collector, ContentSweeper, SnapshotSweeper};
 use crate::metadata::store::Store;
+use crate::snapshot::native::NativeSnapshotter;
+use crate::snapshot::overlay::{OverlayConfig, OverlaySnapshotter};
+use crate::snapshot::{SnapshotError, Snapshotter};
 
 pub mod containers;
+pub mod content;
 pub mod events;
 pub mod images;
 pub mod introspection;
@@ -26,22 +32,99 @@ pub struct Context {
     pub exchange: Exchange,
     /// The garbage collector: told of every change, asked to run by deletes with `sync`.
     pub gc: Collector,
+    /// The content store's backend (`<root>/io.containerd.content.v1.content`).
+    pub content: ContentStore,
+    /// Held shared while a write moves bytes into the content backend and records them, and
+    /// alone while the collector sweeps the backend (containerd's `contentStore.l`), so a
+    /// blob committed but not yet recorded is never swept.
+    pub content_lock: Arc<RwLock<()>>,
+    /// The snapshotters by name (`overlayfs` when the root's file system supports it, and
+    /// `native`).
+    pub snapshotters: BTreeMap<String, Arc<dyn Snapshotter>>,
+    /// Held shared by snapshot changes that create or remove backend snapshots, and alone by
+    /// the collector's backend sweep (containerd's `snapshotter.l`).
+    pub snapshot_lock: Arc<RwLock<()>>,
     /// The daemon root (persistent) and state (tmpfs) directories.
     pub root: PathBuf,
     pub state: PathBuf,
 }
 
+/// What can stop the services' context from opening.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("content store: {0}")]
+    Content(#[from] ContentError),
+    #[error("snapshotter {name}: {source}")]
+    Snapshotter {
+        name: &'static str,
+        source: SnapshotError,
+    },
+}
+
 impl Context {
-    /// The services' context for a daemon whose metadata store is `store`, with a new event
-    /// exchange and a garbage collector with containerd's default schedule (not started).
-    pub fn new(store: Store, root: PathBuf, state: PathBuf) -> Context {
-        Context {
-            gc: Collector::new(store.clone(), crate::gc::GcConfig::default()),
+    /// The services' context for a daemon whose metadata store is `store`: the content store
+    /// and the snapshotters under `root` (overlayfs is left out, with a warning, where the
+    /// file system cannot host it, as containerd skips a plugin that fails to load), a new
+    /// event exchange and a garbage collector with containerd's default schedule (not started).
+    pub fn open(store: Store, root: PathBuf, state: PathBuf) -> Result<Context, ContextError> {
+        let content = ContentStore::open(crate::content::store_path(&root))?;
+        let mut snapshotters: BTreeMap<String, Arc<dyn Snapshotter>> = BTreeMap::new();
+        match OverlaySnapshotter::new(
+            OverlaySnapshotter::default_root(&root),
+            OverlayConfig::default(),
+        ) {
+            Ok(o) => {
+                snapshotters.insert(crate::snapshot::overlay::NAME.into(), Arc::new(o));
+            }
+            Err(e) => log::warn!("overlayfs snapshotter not available: {e}"),
+        }
+        let native =
+            NativeSnapshotter::new(NativeSnapshotter::default_root(&root)).map_err(|source| {
+                ContextError::Snapshotter {
+                    name: crate::snapshot::native::NAME,
+                    source,
+                }
+            })?;
+        snapshotters.insert(crate::snapshot::native::NAME.into(), Arc::new(native));
+        let gc = Collector::new(store.clone(), crate::gc::GcConfig::default());
+        let content_lock: Arc<RwLock<()>> = Arc::default();
+        let snapshot_lock: Arc<RwLock<()>> = Arc::default();
+        gc.register(Arc::new(ContentSweeper {
+            content: content.clone(),
+            lock: Arc::clone(&content_lock),
+        }));
+        for sn in snapshotters.values() {
+            gc.register(Arc::new(SnapshotSweeper {
+                snapshotter: Arc::clone(sn),
+                lock: Arc::clone(&snapshot_lock),
+            }));
+        }
+        Ok(Context {
+            gc,
             store,
             exchange: Exchange::default(),
+            content,
+            content_lock,
+            snapshotters,
+            snapshot_lock,
             root,
             state,
-        }
+        })
+    }
+
+    /// The snapshotter a request names (`overlayfs` when it names none, containerd's
+    /// default); an unknown one is `InvalidArgument`, as containerd answers.
+    pub fn snapshotter(&self, name: &str) -> RpcResult<&Arc<dyn Snapshotter>> {
+        let name = if name.is_empty() {
+            crate::snapshot::overlay::NAME
+        } else {
+            name
+        };
+        self.snapshotters.get(name).ok_or_else(|| {
+            corral_protocols::rpc::Status::invalid_argument(format!(
+                "snapshotter not loaded: {name}: invalid argument"
+            ))
+        })
     }
 }
 
@@ -57,6 +140,7 @@ pub fn namespace(ctx: &RequestContext) -> RpcResult<String> {
 pub fn register_all(set: &mut ServiceSet, ctx: &Arc<Context>) {
     namespaces::register(set, ctx);
     containers::register(set, ctx);
+    content::register(set, ctx);
     images::register(set, ctx);
     leases::register(set, ctx);
     version::register(set, ctx);
