@@ -24,8 +24,9 @@ pub fn read_map<'tx, B: BucketApi<'tx>>(b: &B, name: &[u8]) -> BTreeMap<String, 
     out
 }
 
-/// Replaces sub-bucket `name` with `map`, as containerd does: the old bucket goes, an empty
-/// map leaves none, and empty values are not stored.
+/// Replaces sub-bucket `name` with `map`, as containerd's `boltutil.writeMap` does: the old
+/// bucket goes, an empty map leaves none, and empty values are not stored (a map of only
+/// empty values leaves an empty bucket).
 pub fn write_map<'tx, B: BucketRwApi<'tx>>(
     b: &mut B,
     name: &[u8],
@@ -34,7 +35,7 @@ pub fn write_map<'tx, B: BucketRwApi<'tx>>(
     if b.bucket(name).is_some() {
         b.delete_bucket(name)?;
     }
-    if map.values().all(String::is_empty) {
+    if map.is_empty() {
         return Ok(());
     }
     let mut sub = b.create_bucket(name)?;
@@ -120,4 +121,39 @@ pub fn bucket_names<'tx, B: BucketApi<'tx>>(b: &B) -> Vec<String> {
     b.iter_buckets()
         .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bbolt_rs::{BucketApi, BucketRwApi};
+
+    use super::{read_map, write_map};
+    use crate::metadata::test_support::{labels, store};
+
+    /// containerd's `boltutil.writeMap`: an empty map leaves no bucket; a map of only empty
+    /// values leaves an empty one (containerd's overlayfs fixture has such a `labels/`).
+    #[test]
+    fn write_map_matches_containerds_buckets() {
+        let (_d, s) = store();
+        let shape = |m: BTreeMap<String, String>| {
+            s.update(|tx| {
+                let mut v1 = tx.v1_mut()?;
+                let mut b = v1.create_bucket_if_not_exists(b"t")?;
+                write_map(&mut b, b"labels", &m)?;
+                Ok((
+                    b.bucket(b"labels").is_some(),
+                    read_map(&b, b"labels").into_iter().collect::<Vec<_>>(),
+                ))
+            })
+            .unwrap()
+        };
+        assert_eq!(shape(BTreeMap::new()), (false, vec![]));
+        assert_eq!(shape(labels(&[("a", "")])), (true, vec![]));
+        assert_eq!(
+            shape(labels(&[("a", ""), ("b", "1")])),
+            (true, vec![("b".to_string(), "1".to_string())])
+        );
+    }
 }
