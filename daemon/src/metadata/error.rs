@@ -41,7 +41,7 @@ pub enum MetaError {
 /// containerd's messages end with their error kind (`...: invalid argument`), as its errdefs
 /// wrap them; add it unless the message already has it.
 fn suffixed(message: &str, kind: &str) -> String {
-    if message.ends_with(&format!(": {kind}")) {
+    if message == kind || message.ends_with(&format!(": {kind}")) {
         message.to_string()
     } else {
         format!("{message}: {kind}")

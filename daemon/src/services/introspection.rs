@@ -41,6 +41,8 @@ const EVENT: &str = "io.containerd.event.v1";
 const SERVICE: &str = "io.containerd.service.v1";
 const GRPC: &str = "io.containerd.grpc.v1";
 const GC: &str = "io.containerd.gc.v1";
+const SNAPSHOT: &str = "io.containerd.snapshotter.v1";
+const CONTENT: &str = "io.containerd.content.v1";
 
 /// What corrald runs, named as containerd names the same plugins; only what is served.
 pub const PLUGINS: &[PluginInfo] = &[
@@ -55,6 +57,21 @@ pub const PLUGINS: &[PluginInfo] = &[
         requires: &[],
     },
     PluginInfo {
+        type_: CONTENT,
+        id: "content",
+        requires: &[],
+    },
+    PluginInfo {
+        type_: SNAPSHOT,
+        id: "native",
+        requires: &[],
+    },
+    PluginInfo {
+        type_: SNAPSHOT,
+        id: "overlayfs",
+        requires: &[],
+    },
+    PluginInfo {
         type_: GC,
         id: "scheduler",
         requires: &[METADATA],
@@ -63,6 +80,11 @@ pub const PLUGINS: &[PluginInfo] = &[
         type_: SERVICE,
         id: "introspection-service",
         requires: &[],
+    },
+    PluginInfo {
+        type_: SERVICE,
+        id: "snapshots-service",
+        requires: &[EVENT, METADATA],
     },
     PluginInfo {
         type_: GRPC,
@@ -93,6 +115,16 @@ pub const PLUGINS: &[PluginInfo] = &[
         type_: GRPC,
         id: "namespaces",
         requires: &[METADATA, EVENT],
+    },
+    PluginInfo {
+        type_: GRPC,
+        id: "snapshots",
+        requires: &[SERVICE],
+    },
+    PluginInfo {
+        type_: GRPC,
+        id: "content",
+        requires: &[SERVICE],
     },
     PluginInfo {
         type_: GRPC,

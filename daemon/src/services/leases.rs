@@ -2,8 +2,8 @@
 //! metadata store. Namespaced; containerd publishes no lease events, and neither does Corral.
 //!
 //! The client names the lease: an empty id is refused (containerd: "lease id must be
-//! provided"). `Delete`'s `sync` asks containerd to run its garbage collector before
-//! answering; Corral has nothing to collect synchronously, so it is accepted and ignored.
+//! provided"). `Delete`'s `sync` returns after a garbage collection that began after the
+//! delete, as containerd's does.
 
 use std::sync::Arc;
 

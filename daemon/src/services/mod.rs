@@ -23,6 +23,7 @@ pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
+pub mod snapshots;
 pub mod version;
 
 /// What every service shares.
@@ -143,6 +144,7 @@ pub fn register_all(set: &mut ServiceSet, ctx: &Arc<Context>) {
     content::register(set, ctx);
     images::register(set, ctx);
     leases::register(set, ctx);
+    snapshots::register(set, ctx);
     version::register(set, ctx);
     introspection::register(set, ctx);
     events::register(set, ctx);

@@ -13,7 +13,7 @@
 //!
 //! A snapshotter knows snapshots by the backend name the metadata layer gives them
 //! (`"<ns>/<seq>/<key>"`, see [`crate::metadata::snapshot`]); namespaces, leases and label
-//! filtering (only `containerd.io/snapshot/` labels reach the backend) are the service's job.
+//! filtering (only `containerd.io/snapshot/` labels reach the backend) are [`namespaced`]'s.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,6 +23,7 @@ pub mod dirs;
 pub mod error;
 pub mod info;
 pub mod mount;
+pub mod namespaced;
 pub mod native;
 pub mod overlay;
 pub mod storage;
