@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     }
     let env = Env {
         address: cli.address,
+        namespace: cli.namespace,
         ctx,
     };
     match run(&env, cli.command) {

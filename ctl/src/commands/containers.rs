@@ -1,20 +1,39 @@
-//! `corralctl containers` (`container`, `c`): list, inspect, label and delete container records.
+//! `corralctl containers` (`container`, `c`): create, list, inspect, label and delete container
+//! records.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use corral_protocols::rpc::{Code, Status};
 use corral_protocols::services::containers::v1::containers::{
-    Container, DeleteContainerRequest, GetContainerRequest, ListContainersRequest,
-    UpdateContainerRequest,
+    Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
+    ListContainersRequest, UpdateContainerRequest,
 };
 use corral_protocols::services::containers::v1::containers_rpc::ContainersClient;
 use protobuf::well_known_types::field_mask::FieldMask;
 
+use super::container_flags::{ContainerArgs, ContainerFlags};
 use super::format::{rfc3339_nano, tabwrite, Json};
+use super::new_container::{container_record, CREATE_CPU_SHARES};
 use super::{join_labels, parse_labels, status_message, CtlError, CtlResult, Env};
+
+/// `containers create`'s flags and arguments.
+#[derive(Debug, Clone, Args)]
+pub struct CreateCommand {
+    /// What the container is made of.
+    #[command(flatten)]
+    pub flags: ContainerFlags,
+    /// `IMAGE|ROOTFS CONTAINER [COMMAND [ARG...]]`, or `CONTAINER` with `--config`.
+    #[command(flatten)]
+    pub args: ContainerArgs,
+}
 
 /// The subcommands of `containers`.
 #[derive(Debug, Subcommand)]
 pub enum ContainersCommand {
+    /// create container
+    #[command(
+        override_usage = "corralctl containers create [flags] (--rootfs ROOTFS | IMAGE) CONTAINER [COMMAND] [ARG...]\n       corralctl containers create [flags] --config SPEC.json CONTAINER"
+    )]
+    Create(Box<CreateCommand>),
     /// delete one or more existing containers
     #[command(visible_aliases = ["del", "remove", "rm"])]
     Delete {
@@ -55,15 +74,16 @@ pub enum ContainersCommand {
 
 /// Runs one `containers` subcommand.
 pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
-    let client = ContainersClient::new(env.connect()?);
+    let client = || env.connect().map(ContainersClient::new);
     match cmd {
+        ContainersCommand::Create(create) => self::create(env, &create),
         ContainersCommand::List { quiet, filters } => {
-            let containers = list(&client, env, filters)?;
+            let containers = list(&client()?, env, filters)?;
             print!("{}", list_output(&containers, quiet));
             Ok(())
         }
         ContainersCommand::Info { spec, id } => {
-            let c = get(&client, env, &id)?;
+            let c = get(&client()?, env, &id)?;
             if spec {
                 println!("{}", spec_json(&c).unwrap_or_else(Json::null).pretty());
             } else {
@@ -72,6 +92,7 @@ pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
             Ok(())
         }
         ContainersCommand::Label { id, labels } => {
+            let client = client()?;
             let labels = parse_labels(&labels);
             if labels.is_empty() {
                 let c = get(&client, env, &id)?;
@@ -97,6 +118,7 @@ pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
             keep_snapshot: _,
             ids,
         } => {
+            let client = client()?;
             let mut first_err = None;
             for id in ids {
                 let mut req = DeleteContainerRequest::new();
@@ -110,6 +132,20 @@ pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
             first_err.map_or(Ok(()), Err)
         }
     }
+}
+
+/// `containers create`: builds the record as ctr does and creates it; prints nothing.
+fn create(env: &Env, cmd: &CreateCommand) -> CtlResult {
+    let target = cmd.args.target(cmd.flags.config.is_some())?;
+    cmd.flags.check_supported()?;
+    let client = ContainersClient::new(env.connect()?);
+    let container = container_record(env, &cmd.flags, &target, CREATE_CPU_SHARES)?;
+    let req = CreateContainerRequest {
+        container: Some(container).into(),
+        ..Default::default()
+    };
+    client.create(&env.ctx, &req)?;
+    Ok(())
 }
 
 /// Lists through `ListStream`, as containerd's client does (one small message per container,

@@ -1,12 +1,14 @@
 //! corralctl's commands, one module per noun, and what they share: the connection to corrald,
 //! the error every command ends with, and ctr's `KEY=VALUE` label arguments.
 
+pub mod container_flags;
 pub mod containers;
 pub mod events;
 pub mod format;
 pub mod info;
 pub mod leases;
 pub mod namespaces;
+pub mod new_container;
 pub mod plugins;
 
 use std::collections::BTreeMap;
@@ -32,6 +34,12 @@ impl From<Status> for CtlError {
     }
 }
 
+impl From<crate::spec::SpecError> for CtlError {
+    fn from(e: crate::spec::SpecError) -> Self {
+        CtlError(e.to_string())
+    }
+}
+
 /// A call's status as a message: the server's words, or what is missing when corrald does
 /// not serve the method yet.
 pub fn status_message(s: &Status) -> String {
@@ -52,6 +60,8 @@ pub type CtlResult<T = ()> = Result<T, CtlError>;
 pub struct Env {
     /// corrald's address, as given.
     pub address: String,
+    /// The namespace every call works in (also in `ctx`).
+    pub namespace: String,
     /// The namespace and timeout of every call.
     pub ctx: CallContext,
 }

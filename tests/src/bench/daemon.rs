@@ -1,13 +1,13 @@
 //! The daemon, `corrald` with `corralctl`, against a private containerd 1.6 with Debian's `ctr`,
 //! measured in the same run: idle memory, memory with 1,000 containers, time from exec to a
-//! connectable socket, `c ls` over 1,000 containers, container create+delete through the API,
-//! and stripped sizes.
+//! connectable socket, `c ls` over 1,000 containers, container create+delete through each
+//! CLI, and stripped sizes.
 //!
-//! Containers are created through the Containers API with the same Rust client
-//! (`ContainersClient`) on both daemons: on corrald's socket and on containerd's ttrpc socket.
-//! When containerd's ttrpc socket does not serve the Containers service, containerd's
-//! containers are created with `ctr c create --rootfs` instead and the create+delete latency
-//! is that of `ctr c create` + `ctr c rm` (said so in the table).
+//! Containers are created the way a user creates them, with each daemon's CLI:
+//! `corralctl c create --rootfs` on corrald and `ctr c create --rootfs` on containerd, same
+//! flags, same namespace and root filesystem directory, so both daemons hold the same specs
+//! (corralctl generates the spec ctr does). Create+delete is `c create --rootfs` then `c rm`,
+//! two process runs on each side.
 
 use std::fmt::Write as _;
 use std::os::unix::net::UnixStream;
@@ -16,13 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use corral_protocols::rpc::{CallContext, Client};
-use corral_protocols::services::containers::v1::containers::{
-    container, Container, CreateContainerRequest, DeleteContainerRequest,
-};
-use corral_protocols::services::containers::v1::containers_rpc::ContainersClient;
 use corral_protocols::services::version::v1::version_rpc::VersionClient;
-use protobuf::well_known_types::any::Any;
-use protobuf::MessageField;
 
 use super::{kib, ratio, timed, usage, Spread};
 use crate::harness::containerd::{ContainerdOptions, PrivateContainerd, DISABLED_PLUGINS};
@@ -56,58 +50,18 @@ impl Drop for Proc {
     }
 }
 
-fn ctx() -> CallContext {
-    CallContext::new()
-        .with_namespace(NAMESPACE)
-        .with_timeout(Duration::from_secs(10))
-}
-
-fn spec() -> Any {
-    Any {
-        type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
-        value: br#"{"ociVersion":"1.0.2"}"#.to_vec(),
-        ..Default::default()
+/// Runs one CLI command to completion and returns how long it took; a failure is an error
+/// carrying its stderr.
+fn run_cli(what: &str, cmd: &mut Command) -> Result<Duration, String> {
+    let (took, out) = timed(cmd, DEADLINE)?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
     }
-}
-
-fn container(id: &str) -> Container {
-    Container {
-        id: id.into(),
-        image: "docker.io/library/busybox:latest".into(),
-        labels: [("app".to_string(), id.to_string())].into_iter().collect(),
-        runtime: MessageField::some(container::Runtime {
-            name: "io.containerd.runc.v2".into(),
-            ..Default::default()
-        }),
-        spec: MessageField::some(spec()),
-        snapshotter: "overlayfs".into(),
-        snapshot_key: format!("{id}-snapshot"),
-        ..Default::default()
-    }
-}
-
-fn create(c: &ContainersClient, id: &str) -> Result<(), String> {
-    c.create(
-        &ctx(),
-        &CreateContainerRequest {
-            container: MessageField::some(container(id)),
-            ..Default::default()
-        },
-    )
-    .map(|_| ())
-    .map_err(|e| format!("create {id}: {e:?}"))
-}
-
-fn delete(c: &ContainersClient, id: &str) -> Result<(), String> {
-    c.delete(
-        &ctx(),
-        &DeleteContainerRequest {
-            id: id.into(),
-            ..Default::default()
-        },
-    )
-    .map(|_| ())
-    .map_err(|e| format!("delete {id}: {e:?}"))
+    Ok(took)
 }
 
 fn connect(sock: &Path) -> Result<Client, String> {
@@ -243,69 +197,45 @@ pub fn run(bin_dir: &Path) -> Result<String, String> {
     let ours_pid = ours.0.id() as i32;
     let ref_pid = pc.pid() as i32;
     let ours_client = connect(&sock)?;
-    let ref_client = connect(pc.ttrpc_address())?;
     let vctx = CallContext::new().with_timeout(Duration::from_secs(10));
-    VersionClient::new(ours_client.clone())
+    VersionClient::new(ours_client)
         .version(&vctx, &Default::default())
         .map_err(|e| format!("Version on corrald: {e}"))?;
     std::thread::sleep(SETTLE);
     let ours_idle = usage(ours_pid)?;
     let ref_idle = usage(ref_pid)?;
 
-    // 1,000 containers in each.
-    let oc = ContainersClient::new(ours_client);
-    let rc = ContainersClient::new(ref_client);
-    for i in 0..CONTAINERS {
-        create(&oc, &format!("c-{i:04}"))?;
-    }
-    let ref_api = create(&rc, "c-0000");
+    // 1,000 containers in each, created by each daemon's CLI with the same flags.
     let rootfs = pc.temp().join("rootfs");
-    let ctr_create = |id: &str| -> Result<Duration, String> {
-        std::fs::create_dir_all(&rootfs).map_err(|e| format!("rootfs: {e}"))?;
+    std::fs::create_dir_all(&rootfs).map_err(|e| format!("rootfs: {e}"))?;
+    let corralctl = |args: &[&str]| {
+        let mut cmd = Command::new(&ctl);
+        cmd.arg("-a").arg(&sock).args(["-n", NAMESPACE]).args(args);
+        cmd
+    };
+    let ctr = |args: &[&str]| {
         let mut cmd = pc.command("ctr");
         cmd.arg("--address")
             .arg(pc.address())
-            .args(["-n", NAMESPACE, "c", "create", "--rootfs"])
-            .arg(&rootfs)
-            .arg(id);
-        let (d, out) = timed(&mut cmd, DEADLINE)?;
-        if !out.status.success() {
-            return Err(format!(
-                "ctr c create {id}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(d)
+            .args(["-n", NAMESPACE])
+            .args(args);
+        cmd
     };
-    let ctr_rm = |id: &str| -> Result<Duration, String> {
-        let mut cmd = pc.command("ctr");
-        cmd.arg("--address")
-            .arg(pc.address())
-            .args(["-n", NAMESPACE, "c", "rm", id]);
-        let (d, out) = timed(&mut cmd, DEADLINE)?;
-        if !out.status.success() {
-            return Err(format!(
-                "ctr c rm {id}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(d)
+    let root = rootfs.to_string_lossy().into_owned();
+    let create_args = |id: &str, label: &str| -> Vec<String> {
+        ["c", "create", "--label", label, "--rootfs", &root, id]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
-    let ref_via_api = match &ref_api {
-        Ok(()) => {
-            for i in 1..CONTAINERS {
-                create(&rc, &format!("c-{i:04}"))?;
-            }
-            true
-        }
-        Err(e) => {
-            eprintln!("corral-bench: containerd's ttrpc socket: {e}; using ctr c create");
-            for i in 0..CONTAINERS {
-                ctr_create(&format!("c-{i:04}"))?;
-            }
-            false
-        }
-    };
+    for i in 0..CONTAINERS {
+        let id = format!("c-{i:04}");
+        let label = format!("app={id}");
+        let args = create_args(&id, &label);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&format!("corralctl c create {id}"), &mut corralctl(&args))?;
+        run_cli(&format!("ctr c create {id}"), &mut ctr(&args))?;
+    }
     std::thread::sleep(SETTLE);
     let ours_full = usage(ours_pid)?;
     let ref_full = usage(ref_pid)?;
@@ -344,29 +274,22 @@ pub fn run(bin_dir: &Path) -> Result<String, String> {
     let ours_ls = spread(&ours_ls)?;
     let ref_ls = spread(&ref_ls)?;
 
-    // create+delete.
+    // create+delete: `c create --rootfs` then `c rm`, two process runs on each side.
     let mut ours_cr = Vec::new();
     let mut ref_cr = Vec::new();
     for i in 0..CREATE_RM_RUNS {
         let id = format!("cr-{i:02}");
-        let start = Instant::now();
-        create(&oc, &id)?;
-        delete(&oc, &id)?;
-        ours_cr.push(start.elapsed().as_secs_f64() * 1e6);
-        if ref_via_api {
-            let start = Instant::now();
-            create(&rc, &id)?;
-            delete(&rc, &id)?;
-            ref_cr.push(start.elapsed().as_secs_f64() * 1e6);
-        } else {
-            let d = ctr_create(&id)? + ctr_rm(&id)?;
-            ref_cr.push(d.as_secs_f64() * 1e6);
-        }
+        let create = ["c", "create", "--rootfs", &root, &id];
+        let rm = ["c", "rm", &id];
+        let d = run_cli(&format!("corralctl c create {id}"), &mut corralctl(&create))?
+            + run_cli(&format!("corralctl c rm {id}"), &mut corralctl(&rm))?;
+        ours_cr.push(ms(d));
+        let d = run_cli(&format!("ctr c create {id}"), &mut ctr(&create))?
+            + run_cli(&format!("ctr c rm {id}"), &mut ctr(&rm))?;
+        ref_cr.push(ms(d));
     }
     let ours_cr = spread(&ours_cr)?;
     let ref_cr = spread(&ref_cr)?;
-    drop(oc);
-    drop(rc);
     drop(ours);
 
     // Stripped sizes.
@@ -382,24 +305,14 @@ pub fn run(bin_dir: &Path) -> Result<String, String> {
          harness's other plugins disabled), in one run. Memory after {} s idle, from `/proc/PID/status` \
          and `smaps_rollup`. Ready: from spawn until the socket (containerd: its gRPC socket) accepts a \
          connection, polled every 0.2 ms, each start on a fresh root, min / median / max of {READY_RUNS}. \
-         {CONTAINERS} containers are created in namespace `{NAMESPACE}` {}. `c ls`: wall time of \
+         {CONTAINERS} containers are created in namespace `{NAMESPACE}` with each daemon's CLI, \
+         `corralctl c create --label app=ID --rootfs DIR ID` and the same `ctr c create` command on \
+         the same directory, so both daemons hold the same specs. `c ls`: wall time of \
          `corralctl -a SOCK -n {NAMESPACE} c ls` and `ctr -n {NAMESPACE} c ls` over the {CONTAINERS}, \
-         {LS_RUNS} runs. Create+delete: corralctl has no `c create` yet, so this is one Create and one \
-         Delete call through the API {}, {CREATE_RM_RUNS} pairs. Sizes: `strip`ped copies.\n",
+         {LS_RUNS} runs. Create+delete: wall time of `corralctl -a SOCK -n {NAMESPACE} c create --rootfs \
+         DIR ID` plus `corralctl c rm ID` (two process runs) against `ctr c create --rootfs DIR ID` plus \
+         `ctr c rm ID`, min / median / max of {CREATE_RM_RUNS} pairs. Sizes: `strip`ped copies.\n",
         SETTLE.as_secs(),
-        if ref_via_api {
-            "in both daemons through the same client, `ContainersClient` (corral_protocols), on corrald's \
-             socket and on containerd's ttrpc socket"
-        } else {
-            "in corrald through `ContainersClient` (corral_protocols); containerd's ttrpc socket does not \
-             serve the Containers service, so in containerd with `ctr c create --rootfs`"
-        },
-        if ref_via_api {
-            "on both daemons (`ContainersClient`; containerd's ttrpc socket)"
-        } else {
-            "on corrald; on containerd it is `ctr c create --rootfs` + `ctr c rm` (two process \
-             execs, not comparable to the API figure, so the target is not judged)"
-        },
     );
     out.push_str(
         "| figure | corrald | containerd | ratio | target | |\n|---|---|---|---|---|---|\n",
@@ -458,20 +371,11 @@ pub fn run(bin_dir: &Path) -> Result<String, String> {
     );
     let _ = writeln!(
         out,
-        "| create+delete{} | {} | {} | {} | ≤ 0.25× | {} |",
-        if ref_via_api {
-            " (API)"
-        } else {
-            " (corrald: API; containerd: ctr)"
-        },
-        ours_cr.show(0, " µs"),
-        ref_cr.show(0, " µs"),
+        "| create+delete (`c create --rootfs` + `c rm`) | {} | {} | {} | ≤ 0.25× | {} |",
+        ours_cr.show(2, " ms"),
+        ref_cr.show(2, " ms"),
         ratio(ours_cr.median, ref_cr.median),
-        if ref_via_api {
-            met(ours_cr.median <= REF_FACTOR * ref_cr.median)
-        } else {
-            "not judged"
-        }
+        met(ours_cr.median <= REF_FACTOR * ref_cr.median)
     );
     let _ = writeln!(
         out,
