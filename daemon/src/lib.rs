@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod content;
+pub mod diff;
 pub mod events;
 pub mod filter;
 pub mod gc;

@@ -377,7 +377,7 @@ const LEFT_OPEN: u64 = 5;
 
 /// Blob number `i`: up to ~192 KiB, unique, empty now and then.
 fn crash_blob(i: u64) -> Vec<u8> {
-    let len = if i % 11 == 0 {
+    let len = if i.is_multiple_of(11) {
         0
     } else {
         (i as usize * 7_919) % (192 << 10)

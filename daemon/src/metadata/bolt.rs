@@ -329,7 +329,7 @@ fn validate_file(path: &Path) -> Result<(), BoltError> {
             Ok(m)
         });
         match m {
-            Ok(m) if best.as_ref().map_or(true, |b| m.txid > b.txid) => best = Some(m),
+            Ok(m) if best.as_ref().is_none_or(|b| m.txid > b.txid) => best = Some(m),
             Ok(_) => {}
             Err(e) => errors.push(format!("meta page {i}: {e}")),
         }

@@ -263,7 +263,7 @@ impl Containers<'_> {
             match task_statuses(c) {
                 Ok(tasks) => ids
                     .iter()
-                    .all(|id| tasks.get(id).map_or(true, |s| s == "STOPPED")),
+                    .all(|id| tasks.get(id).is_none_or(|s| s == "STOPPED")),
                 Err(e) => {
                     last_error = e;
                     false
