@@ -1,96 +1,33 @@
 //! The Content service through the wire: a real ttrpc server and client over a socket pair,
 //! the stores in a temporary directory.
 
-use std::collections::HashMap;
-use std::os::unix::net::UnixStream;
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use corral_daemon::metadata::store::Store;
-use corral_daemon::services::{register_all, Context};
-use corral_protocols::rpc::{CallContext, Client, Code, Server, ServerConfig, ServiceSet, Status};
+use std::collections::HashMap;
+
+use common::{ns, Harness};
+use corral_protocols::rpc::{CallContext, Code, Status};
 use corral_protocols::services::content::v1::content::{
     AbortRequest, DeleteContentRequest, Info, InfoRequest, ListContentRequest, ListStatusesRequest,
     ReadContentRequest, StatusRequest, UpdateRequest, WriteAction, WriteContentRequest,
     WriteContentResponse,
 };
 use corral_protocols::services::content::v1::content_rpc::ContentClient;
-use corral_protocols::services::leases::v1::leases::{
-    CreateRequest, DeleteRequest, ListResourcesRequest,
-};
+use corral_protocols::services::leases::v1::leases::{DeleteRequest, ListResourcesRequest};
 use corral_protocols::services::leases::v1::leases_rpc::LeasesClient;
 use protobuf::well_known_types::field_mask::FieldMask;
 use protobuf::{EnumOrUnknown, MessageField};
 use sha2::{Digest, Sha256};
 
-struct Harness {
-    dir: tempfile::TempDir,
-    ctx: Arc<Context>,
-    server: Server,
-    client: Client,
+fn content(h: &Harness) -> ContentClient {
+    ContentClient::new(h.client.clone())
 }
 
-impl Harness {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path().join("meta.db")).expect("store");
-        let ctx = Arc::new(
-            Context::open(store, dir.path().join("root"), dir.path().join("state"))
-                .expect("context"),
-        );
-        let mut set = ServiceSet::new();
-        register_all(&mut set, &ctx);
-        let server = Server::new(set, ServerConfig::default());
-        let (a, b) = UnixStream::pair().expect("socket pair");
-        server.serve_connection(a).expect("serve");
-        let client = Client::from_stream(b).expect("client");
-        Harness {
-            dir,
-            ctx,
-            server,
-            client,
-        }
-    }
-
-    fn content(&self) -> ContentClient {
-        ContentClient::new(self.client.clone())
-    }
-
-    fn blob_path(&self, digest: &str) -> std::path::PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.dir
-            .path()
-            .join("root/io.containerd.content.v1.content/blobs/sha256")
-            .join(hex)
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.ctx.gc.stop();
-        self.server.shutdown(Duration::from_secs(2));
-    }
-}
-
-fn ns(name: &str) -> CallContext {
-    CallContext::new()
-        .with_namespace(name)
-        .with_timeout(Duration::from_secs(10))
-}
-
-/// A context in `name` under a new lease `lease` (written content is held by it, as a
-/// containerd client holds what it writes until an image refers to it).
-fn leased(h: &Harness, name: &str, lease: &str) -> CallContext {
-    LeasesClient::new(h.client.clone())
-        .create(
-            &ns(name),
-            &CreateRequest {
-                id: lease.into(),
-                ..Default::default()
-            },
-        )
-        .expect("lease");
-    ns(name).with_lease(lease)
+fn blob_path(h: &Harness, digest: &str) -> std::path::PathBuf {
+    let hex = digest.trim_start_matches("sha256:");
+    h.root()
+        .join("io.containerd.content.v1.content/blobs/sha256")
+        .join(hex)
 }
 
 fn drop_lease(h: &Harness, name: &str, lease: &str) {
@@ -183,8 +120,8 @@ fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 #[test]
 fn write_read_info_update_list_delete() {
     let h = Harness::new();
-    let c = h.content();
-    let cx = leased(&h, "default", "t");
+    let c = content(&h);
+    let cx = h.lease("default", "t");
     // 2.5 MiB in three WRITE messages after a STAT, then a COMMIT with labels.
     let data: Vec<u8> = (0..(5 << 19)).map(|i| (i % 251) as u8).collect();
     let d = digest_of(&data);
@@ -228,7 +165,7 @@ fn write_read_info_update_list_delete() {
     );
     assert!(info.created_at.is_some() && info.updated_at.is_some());
     // On disk where containerd keeps it, read-only.
-    let meta = std::fs::metadata(h.blob_path(&d)).expect("blob file");
+    let meta = std::fs::metadata(blob_path(&h, &d)).expect("blob file");
     assert_eq!(meta.len(), data.len() as u64);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(meta.permissions().mode() & 0o222, 0);
@@ -330,12 +267,12 @@ fn write_read_info_update_list_delete() {
     assert_eq!(gone.code(), Code::NOT_FOUND);
     assert_eq!(gone.message(), format!("content digest {small}: not found"));
     h.ctx.gc.collect_and_wait().expect("gc");
-    assert!(!h.blob_path(&small).exists(), "unreferenced blob kept");
-    assert!(h.blob_path(&d).exists(), "leased blob removed");
+    assert!(!blob_path(&h, &small).exists(), "unreferenced blob kept");
+    assert!(blob_path(&h, &d).exists(), "leased blob removed");
     // Without the lease, a blob no image or gc.root refers to is collected, as containerd
     // collects it.
     drop_lease(&h, "default", "t");
-    assert!(!h.blob_path(&d).exists(), "unreferenced blob kept");
+    assert!(!blob_path(&h, &d).exists(), "unreferenced blob kept");
     // Bad digests.
     let bad = c
         .info(
@@ -352,8 +289,8 @@ fn write_read_info_update_list_delete() {
 #[test]
 fn writes_resume_check_offsets_and_verify_commits() {
     let h = Harness::new();
-    let c = h.content();
-    let cx = leased(&h, "default", "t");
+    let c = content(&h);
+    let cx = h.lease("default", "t");
     let data = vec![7u8; 300_000];
     let d = digest_of(&data);
     // Write half, then go away.
@@ -470,9 +407,9 @@ fn writes_resume_check_offsets_and_verify_commits() {
 #[test]
 fn shared_blobs_leases_and_collection() {
     let h = Harness::new();
-    let c = h.content();
+    let c = content(&h);
     let leases = LeasesClient::new(h.client.clone());
-    let under = leased(&h, "a", "pull");
+    let under = h.lease("a", "pull");
     let data = b"shared layer bytes".to_vec();
     let d = commit_all(&c, &under, "l", &data);
     let res = leases
@@ -492,11 +429,11 @@ fn shared_blobs_leases_and_collection() {
     );
     // The lease keeps the blob through a collection.
     h.ctx.gc.collect_and_wait().expect("gc");
-    assert!(h.blob_path(&d).exists());
+    assert!(blob_path(&h, &d).exists());
 
     // Namespace b claims the blob by digest without sending a byte: the STAT that opens
     // the write reports it complete, and the commit at that offset records it.
-    let under_b = leased(&h, "b", "pull");
+    let under_b = h.lease("b", "pull");
     let mut stat = req(WriteAction::STAT, "l");
     stat.expected = d.clone();
     stat.total = data.len() as i64;
@@ -519,7 +456,7 @@ fn shared_blobs_leases_and_collection() {
             },
         )
         .expect("delete a");
-    assert!(h.blob_path(&d).exists());
+    assert!(blob_path(&h, &d).exists());
     let e = c
         .info(
             &ns("a"),
@@ -540,5 +477,5 @@ fn shared_blobs_leases_and_collection() {
             },
         )
         .expect("delete b");
-    assert!(!h.blob_path(&d).exists(), "blob kept with no reference");
+    assert!(!blob_path(&h, &d).exists(), "blob kept with no reference");
 }

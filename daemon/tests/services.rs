@@ -1,15 +1,16 @@
 //! The Namespaces, Containers and Leases services through the wire: a real ttrpc server and
 //! client over a socket pair, the store in a temporary directory.
 
+mod common;
+
+use common::{ns, Harness};
+
 use std::collections::{BTreeSet, HashMap};
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_daemon::events::{Exchange, Subscription};
-use corral_daemon::metadata::store::Store;
-use corral_daemon::services::{register_all, Context};
-use corral_protocols::rpc::{CallContext, Client, Code, Server, ServerConfig, ServiceSet};
+use corral_daemon::events::Subscription;
+use corral_protocols::rpc::{CallContext, Code};
 use corral_protocols::services::containers::v1::containers::{
     container, Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
     ListContainersRequest, UpdateContainerRequest,
@@ -24,7 +25,6 @@ use corral_protocols::services::leases::v1::leases::{
     AddResourceRequest, CreateRequest, DeleteRequest, DeleteResourceRequest, ListRequest,
     ListResourcesRequest, Resource,
 };
-use corral_protocols::services::leases::v1::leases_rpc::LeasesClient;
 use corral_protocols::services::namespaces::v1::namespace::{
     CreateNamespaceRequest, DeleteNamespaceRequest, GetNamespaceRequest, ListNamespacesRequest,
     Namespace, UpdateNamespaceRequest,
@@ -35,63 +35,12 @@ use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::field_mask::FieldMask;
 use protobuf::MessageField;
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    server: Server,
-    client: Client,
-    exchange: Exchange,
+fn namespaces(h: &Harness) -> NamespacesClient {
+    NamespacesClient::new(h.client.clone())
 }
 
-impl Harness {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path().join("meta.db")).expect("store");
-        let ctx = Arc::new(
-            Context::open(store, dir.path().join("root"), dir.path().join("state"))
-                .expect("context"),
-        );
-        let exchange = ctx.exchange.clone();
-        let mut set = ServiceSet::new();
-        register_all(&mut set, &ctx);
-        let server = Server::new(set, ServerConfig::default());
-        let client = Self::connect_to(&server);
-        Harness {
-            _dir: dir,
-            server,
-            client,
-            exchange,
-        }
-    }
-
-    fn connect_to(server: &Server) -> Client {
-        let (a, b) = UnixStream::pair().expect("socket pair");
-        server.serve_connection(a).expect("serve");
-        Client::from_stream(b).expect("client")
-    }
-
-    fn connect(&self) -> Client {
-        Self::connect_to(&self.server)
-    }
-
-    fn namespaces(&self) -> NamespacesClient {
-        NamespacesClient::new(self.client.clone())
-    }
-    fn containers(&self) -> ContainersClient {
-        ContainersClient::new(self.client.clone())
-    }
-    fn leases(&self) -> LeasesClient {
-        LeasesClient::new(self.client.clone())
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.server.shutdown(Duration::from_secs(2));
-    }
-}
-
-fn ns(name: &str) -> CallContext {
-    CallContext::new().with_namespace(name)
+fn containers(h: &Harness) -> ContainersClient {
+    ContainersClient::new(h.client.clone())
 }
 
 fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -147,8 +96,8 @@ fn topics(evs: &[(String, String)]) -> Vec<&str> {
 #[test]
 fn namespaces_through_the_wire() {
     let h = Harness::new();
-    let sub = h.exchange.subscribe(&[]).expect("subscribe");
-    let c = h.namespaces();
+    let sub = h.ctx.exchange.subscribe(&[]).expect("subscribe");
+    let c = namespaces(&h);
     let none = CallContext::new();
 
     let created = c
@@ -290,7 +239,7 @@ fn namespaces_through_the_wire() {
     assert_eq!(upd_missing.code(), Code::NOT_FOUND);
 
     // A namespace holding a container cannot go.
-    h.containers()
+    containers(&h)
         .create(&ns("edge"), &create_req(container("web")))
         .expect("container");
     let busy = c
@@ -303,7 +252,7 @@ fn namespaces_through_the_wire() {
         )
         .expect_err("not empty");
     assert_eq!(busy.code(), Code::FAILED_PRECONDITION, "{busy:?}");
-    h.containers()
+    containers(&h)
         .delete(
             &ns("edge"),
             &DeleteContainerRequest {
@@ -361,8 +310,8 @@ fn namespaces_through_the_wire() {
 #[test]
 fn containers_through_the_wire() {
     let h = Harness::new();
-    let sub = h.exchange.subscribe(&[]).expect("subscribe");
-    let c = h.containers();
+    let sub = h.ctx.exchange.subscribe(&[]).expect("subscribe");
+    let c = containers(&h);
     let cx = ns("default");
 
     let mut web = container("web");
@@ -556,7 +505,7 @@ fn containers_through_the_wire() {
 #[test]
 fn leases_through_the_wire() {
     let h = Harness::new();
-    let sub = h.exchange.subscribe(&[]).expect("subscribe");
+    let sub = h.ctx.exchange.subscribe(&[]).expect("subscribe");
     let c = h.leases();
     let cx = ns("default");
 
@@ -742,7 +691,7 @@ fn leases_through_the_wire() {
 fn namespaced_services_require_a_namespace() {
     let h = Harness::new();
     let none = CallContext::new();
-    let cs = h.containers();
+    let cs = containers(&h);
     let ls = h.leases();
     let fp = |r: Result<(), corral_protocols::rpc::Status>| {
         let e = r.expect_err("no namespace");
@@ -789,8 +738,7 @@ fn namespaced_services_require_a_namespace() {
         .expect_err("bad namespace");
     assert_eq!(e.code(), Code::INVALID_ARGUMENT);
     // Nothing was written.
-    let all = h
-        .namespaces()
+    let all = namespaces(&h)
         .list(&none, &ListNamespacesRequest::default())
         .expect("list");
     assert!(all.namespaces.is_empty());
@@ -801,7 +749,7 @@ fn concurrent_create_list_delete_loses_nothing() {
     const THREADS: usize = 50;
     const PER_THREAD: usize = 6;
     let h = Arc::new(Harness::new());
-    let sub = h.exchange.subscribe(&[]).expect("subscribe");
+    let sub = h.ctx.exchange.subscribe(&[]).expect("subscribe");
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
             let h = Arc::clone(&h);
@@ -839,8 +787,7 @@ fn concurrent_create_list_delete_loses_nothing() {
     for w in workers {
         w.join().expect("worker");
     }
-    let got: Vec<String> = h
-        .containers()
+    let got: Vec<String> = containers(&h)
         .list(&ns("busy"), &ListContainersRequest::default())
         .expect("list")
         .containers
@@ -892,7 +839,7 @@ const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222
 #[test]
 fn images_through_the_wire() {
     let h = Harness::new();
-    let sub = h.exchange.subscribe(&[]).expect("subscribe");
+    let sub = h.ctx.exchange.subscribe(&[]).expect("subscribe");
     let is = ImagesClient::new(h.client.clone());
     let ctx = ns("default");
     let create = |i: Image| {

@@ -2,22 +2,19 @@
 //! the services' context (meta.db, overlayfs and native snapshotters, collector) in a
 //! temporary directory.
 
+mod common;
+
+use common::{can_mount, ns, Harness};
+
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use corral_daemon::events::Subscription;
-use corral_daemon::metadata::store::Store;
-use corral_daemon::services::{register_all, Context};
 use corral_protocols::events::snapshot::{SnapshotCommit, SnapshotPrepare, SnapshotRemove};
-use corral_protocols::rpc::{CallContext, Client, Code, Server, ServerConfig, ServiceSet, Status};
-use corral_protocols::services::leases::v1::leases::{
-    CreateRequest, DeleteRequest, ListResourcesRequest,
-};
-use corral_protocols::services::leases::v1::leases_rpc::LeasesClient;
+use corral_protocols::rpc::{CallContext, Code, Status};
+use corral_protocols::services::leases::v1::leases::{DeleteRequest, ListResourcesRequest};
 use corral_protocols::services::snapshots::v1::snapshots::{
     CleanupRequest, CommitSnapshotRequest, Info, Kind, ListSnapshotsRequest, MountsRequest,
     PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest, UpdateSnapshotRequest,
@@ -32,80 +29,15 @@ use protobuf::{Message, MessageField};
 const OVERLAY: &str = "overlayfs";
 const NATIVE: &str = "native";
 
-struct Harness {
-    dir: tempfile::TempDir,
-    ctx: Arc<Context>,
-    server: Server,
-    client: Client,
+fn snapshots(h: &Harness) -> SnapshotsClient {
+    SnapshotsClient::new(h.client.clone())
 }
 
-impl Harness {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path().join("meta.db")).expect("store");
-        let ctx = Arc::new(
-            Context::open(store, dir.path().join("root"), dir.path().join("state"))
-                .expect("context"),
-        );
-        let mut set = ServiceSet::new();
-        register_all(&mut set, &ctx);
-        let server = Server::new(set, ServerConfig::default());
-        let (a, b) = UnixStream::pair().expect("socket pair");
-        server.serve_connection(a).expect("serve");
-        let client = Client::from_stream(b).expect("client");
-        Harness {
-            dir,
-            ctx,
-            server,
-            client,
-        }
-    }
-
-    fn snapshots(&self) -> SnapshotsClient {
-        SnapshotsClient::new(self.client.clone())
-    }
-
-    fn leases(&self) -> LeasesClient {
-        LeasesClient::new(self.client.clone())
-    }
-
-    fn subscribe(&self) -> Subscription {
-        self.ctx.exchange.subscribe(&[]).expect("subscribe")
-    }
-
-    /// Creates lease `id` in `namespace` and returns a call context holding it.
-    fn lease(&self, namespace: &str, id: &str) -> CallContext {
-        self.leases()
-            .create(
-                &ns(namespace),
-                &CreateRequest {
-                    id: id.into(),
-                    ..Default::default()
-                },
-            )
-            .expect("create lease");
-        ns(namespace).with_lease(id)
-    }
-
-    /// `<root>/io.containerd.snapshotter.v1.<name>/snapshots`.
-    fn backend_dir(&self, snapshotter: &str) -> PathBuf {
-        self.dir
-            .path()
-            .join("root")
-            .join(format!("io.containerd.snapshotter.v1.{snapshotter}"))
-            .join("snapshots")
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.server.shutdown(Duration::from_secs(2));
-        self.ctx.gc.stop();
-    }
-}
-
-fn ns(name: &str) -> CallContext {
-    CallContext::new().with_namespace(name)
+/// `<root>/io.containerd.snapshotter.v1.<name>/snapshots`.
+fn backend_dir(h: &Harness, snapshotter: &str) -> PathBuf {
+    h.root()
+        .join(format!("io.containerd.snapshotter.v1.{snapshotter}"))
+        .join("snapshots")
 }
 
 fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -347,7 +279,7 @@ fn assert_status(r: Result<impl std::fmt::Debug, Status>, code: Code, message: &
 #[test]
 fn every_method_through_the_wire() {
     let h = Harness::new();
-    let c = h.snapshots();
+    let c = snapshots(&h);
     let sub = h.subscribe();
     let ctx = h.lease("default", "work");
 
@@ -475,7 +407,7 @@ fn every_method_through_the_wire() {
 #[test]
 fn errors_have_containerds_codes_and_messages() {
     let h = Harness::new();
-    let c = h.snapshots();
+    let c = snapshots(&h);
     let ctx = h.lease("default", "errors");
     let sub = h.subscribe();
 
@@ -689,7 +621,7 @@ fn errors_have_containerds_codes_and_messages() {
 #[test]
 fn leases_hold_snapshots_until_deleted() {
     let h = Harness::new();
-    let c = h.snapshots();
+    let c = snapshots(&h);
     let ctx = h.lease("default", "pull");
     let m = prepare(&c, &ctx, OVERLAY, "extract", "").unwrap();
     let layer_dir = snapshot_dir(&m);
@@ -761,7 +693,7 @@ fn leases_hold_snapshots_until_deleted() {
         list(&c, &ns("default"), OVERLAY, &[]).unwrap(),
         [row("kept", "", Kind::ACTIVE)]
     );
-    let left: Vec<String> = fs::read_dir(h.backend_dir(OVERLAY))
+    let left: Vec<String> = fs::read_dir(backend_dir(&h, OVERLAY))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -771,7 +703,7 @@ fn leases_hold_snapshots_until_deleted() {
 #[test]
 fn namespaces_are_isolated() {
     let h = Harness::new();
-    let c = h.snapshots();
+    let c = snapshots(&h);
     let a = h.lease("team-a", "l");
     let b = h.lease("team-b", "l");
     for (ctx, tag) in [(&a, "a"), (&b, "b")] {
@@ -823,7 +755,7 @@ fn namespaces_are_isolated() {
 #[test]
 fn list_filters_and_blocks() {
     let h = Harness::new();
-    let c = h.snapshots();
+    let c = snapshots(&h);
     let ctx = h.lease("default", "l");
     prepare(&c, &ctx, OVERLAY, "w", "").unwrap();
     commit(&c, &ctx, OVERLAY, "base", "w", &[("tier", "base")]).unwrap();
@@ -916,24 +848,13 @@ impl Drop for Mounted {
     }
 }
 
-/// True when the test may mount; off CI a missing root skips, on CI it fails.
-fn can_mount(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-    assert!(!ci, "CI=true and {test} needs root to mount snapshots");
-    eprintln!("skipping {test}: needs root to mount snapshots");
-    false
-}
-
 #[test]
 fn usage_counts_what_was_written_through_the_mounts() {
     if !can_mount("usage_counts_what_was_written_through_the_mounts") {
         return;
     }
     let h = Harness::new();
-    let c = h.snapshots();
+    let c = snapshots(&h);
     let ctx = h.lease("default", "l");
     let target = h.dir.path().join("mnt");
 
@@ -976,7 +897,7 @@ fn usage_counts_what_was_written_through_the_mounts() {
 #[test]
 fn the_collector_removes_the_backend_of_a_removed_snapshot() {
     let h = Harness::new();
-    let c = h.snapshots();
+    let c = snapshots(&h);
     let ctx = ns("default");
     let root = [("containerd.io/gc.root", "test")];
     let m = prepare_labelled(&c, &ctx, OVERLAY, "base-work", "", &root).unwrap();
@@ -1003,6 +924,6 @@ fn the_collector_removes_the_backend_of_a_removed_snapshot() {
     remove(&c, &ctx, OVERLAY, "base").unwrap();
     h.ctx.gc.collect_and_wait().unwrap();
     assert!(!base_dir.exists(), "{}", base_dir.display());
-    let left: Vec<_> = fs::read_dir(h.backend_dir(OVERLAY)).unwrap().collect();
+    let left: Vec<_> = fs::read_dir(backend_dir(&h, OVERLAY)).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }

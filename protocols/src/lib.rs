@@ -11,6 +11,7 @@
 
 pub mod duration;
 pub mod identifiers;
+pub mod mount;
 pub mod rpc;
 
 include!(concat!(env!("OUT_DIR"), "/gen/mod.rs"));

@@ -18,7 +18,7 @@ pub mod events;
 pub mod flags;
 pub mod io;
 pub mod memory;
-pub mod mount;
+pub use corral_protocols::mount;
 pub mod options;
 pub mod process;
 pub mod reaper;

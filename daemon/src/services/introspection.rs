@@ -43,6 +43,7 @@ const GRPC: &str = "io.containerd.grpc.v1";
 const GC: &str = "io.containerd.gc.v1";
 const SNAPSHOT: &str = "io.containerd.snapshotter.v1";
 const CONTENT: &str = "io.containerd.content.v1";
+const DIFFER: &str = "io.containerd.differ.v1";
 
 /// What corrald runs, named as containerd names the same plugins; only what is served.
 pub const PLUGINS: &[PluginInfo] = &[
@@ -72,9 +73,19 @@ pub const PLUGINS: &[PluginInfo] = &[
         requires: &[],
     },
     PluginInfo {
+        type_: DIFFER,
+        id: "walking",
+        requires: &[METADATA],
+    },
+    PluginInfo {
         type_: GC,
         id: "scheduler",
         requires: &[METADATA],
+    },
+    PluginInfo {
+        type_: SERVICE,
+        id: "diff-service",
+        requires: &[DIFFER],
     },
     PluginInfo {
         type_: SERVICE,
@@ -90,6 +101,11 @@ pub const PLUGINS: &[PluginInfo] = &[
         type_: GRPC,
         id: "containers",
         requires: &[METADATA, EVENT],
+    },
+    PluginInfo {
+        type_: GRPC,
+        id: "diff",
+        requires: &[SERVICE],
     },
     PluginInfo {
         type_: GRPC,

@@ -18,6 +18,7 @@ use crate::snapshot::{SnapshotError, Snapshotter};
 
 pub mod containers;
 pub mod content;
+pub mod diff;
 pub mod events;
 pub mod images;
 pub mod introspection;
@@ -142,6 +143,7 @@ pub fn register_all(set: &mut ServiceSet, ctx: &Arc<Context>) {
     namespaces::register(set, ctx);
     containers::register(set, ctx);
     content::register(set, ctx);
+    diff::register(set, ctx);
     images::register(set, ctx);
     leases::register(set, ctx);
     snapshots::register(set, ctx);

@@ -1,5 +1,6 @@
-//! Mounting a task's rootfs as containerd describes it (`containerd.types.Mount`), and
-//! unmounting it again.
+//! Mounting what containerd describes as `containerd.types.Mount` (a task's rootfs in the
+//! shim, a snapshot to apply a layer into in the daemon), and unmounting it again, as
+//! containerd's `mount` package does on Linux.
 
 use std::io;
 use std::path::Path;
