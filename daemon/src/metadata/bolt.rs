@@ -5,8 +5,12 @@
 //! * the file lock is probed without blocking, so a file held by containerd or another corrald
 //!   fails at once with [`BoltError::InUse`] instead of hanging forever;
 //! * both meta pages are validated here (magic, version, page size, FNV-1a checksum, page ids
-//!   inside the file), so a truncated or garbage file gives [`BoltError::Corrupt`] and is never
-//!   modified; a panic left inside the crate during open is caught as well;
+//!   inside the file), and so are the pages the crate reads while opening (the freelist, every
+//!   id in it, and the root bucket's page header), so a truncated or garbage file gives
+//!   [`BoltError::Corrupt`] and is never modified. Release builds abort on a panic, so these
+//!   checks, not unwinding, are what keep a damaged file from taking the daemon down at open
+//!   (damage found later panics, as it makes containerd's Go bbolt panic); builds that unwind
+//!   (tests) also catch a panic left inside the crate during open;
 //! * a new file is created 0644 and made durable (file and directory entry fsynced).
 
 use std::fs::{self, File, OpenOptions};
@@ -31,7 +35,12 @@ pub const DIR_MODE: u32 = 0o711;
 const META_OFFSET: usize = 16;
 /// magic, version, page_size, flags (4 x u32), root {pgid, seq}, freelist, pgid, txid (5 x u64).
 const META_CHECKSUMMED_LEN: usize = 16 + 5 * 8;
+const PAGE_FLAG_BRANCH: u16 = 0x01;
+const PAGE_FLAG_LEAF: u16 = 0x02;
 const PAGE_FLAG_META: u16 = 0x04;
+const PAGE_FLAG_FREELIST: u16 = 0x10;
+/// Bytes of a page header: id u64, flags u16, count u16, overflow u32.
+const PAGE_HEADER_LEN: usize = 16;
 const MIN_PAGE_SIZE: u32 = 512;
 const MAX_PAGE_SIZE: u32 = 64 * 1024;
 
@@ -334,10 +343,95 @@ fn validate_file(path: &Path) -> Result<(), BoltError> {
             Err(e) => errors.push(format!("meta page {i}: {e}")),
         }
     }
-    match best {
-        Some(_) => Ok(()),
-        None => Err(corrupt(errors.join("; "))),
+    let Some(meta) = best else {
+        return Err(corrupt(errors.join("; ")));
+    };
+    check_freelist(&mut file, page_size, &meta).map_err(&corrupt)?;
+    let root = read_page(&mut file, page_size, meta.root, &meta)
+        .map_err(|e| corrupt(format!("root page: {e}")))?;
+    if root.flags & (PAGE_FLAG_BRANCH | PAGE_FLAG_LEAF) == 0 {
+        return Err(corrupt(format!(
+            "root page {} is not a branch or leaf page (flags {:#06x})",
+            meta.root, root.flags
+        )));
     }
+    Ok(())
+}
+
+/// A page: its header and its bytes (overflow pages included).
+struct Page {
+    flags: u16,
+    count: u16,
+    bytes: Vec<u8>,
+}
+
+/// Reads page `id` whole, checking its header's id and that it ends below the high water mark.
+fn read_page(file: &mut File, page_size: u64, id: u64, meta: &Meta) -> Result<Page, String> {
+    use std::io::{Seek, SeekFrom};
+    let io = |e: io::Error| format!("reading page {id}: {e}");
+    let corrupt = |reason: String| reason;
+    let mut header = [0u8; PAGE_HEADER_LEN];
+    file.seek(SeekFrom::Start(id * page_size)).map_err(io)?;
+    file.read_exact(&mut header)
+        .map_err(|_| corrupt(format!("page {id} is past the end of the file")))?;
+    let stored = u64::from_le_bytes(header[0..8].try_into().unwrap_or_default());
+    let flags = u16::from_le_bytes([header[8], header[9]]);
+    let count = u16::from_le_bytes([header[10], header[11]]);
+    let overflow = u32::from_le_bytes(header[12..16].try_into().unwrap_or_default()) as u64;
+    if stored != id {
+        return Err(corrupt(format!("page {id} says it is page {stored}")));
+    }
+    if id.saturating_add(overflow) >= meta.pgid {
+        return Err(corrupt(format!(
+            "page {id} with {overflow} overflow pages runs past the high water mark {}",
+            meta.pgid
+        )));
+    }
+    let mut bytes = vec![0u8; ((overflow + 1) * page_size) as usize];
+    file.seek(SeekFrom::Start(id * page_size)).map_err(io)?;
+    file.read_exact(&mut bytes)
+        .map_err(|_| corrupt(format!("page {id} is cut off by the end of the file")))?;
+    Ok(Page {
+        flags,
+        count,
+        bytes,
+    })
+}
+
+/// The freelist bolt loads at open: a freelist page whose ids all lie in `2..pgid`.
+fn check_freelist(file: &mut File, page_size: u64, meta: &Meta) -> Result<(), String> {
+    let fail = |what: String| format!("freelist page {}: {what}", meta.freelist);
+    let page = read_page(file, page_size, meta.freelist, meta).map_err(fail)?;
+    if page.flags & PAGE_FLAG_FREELIST == 0 {
+        return Err(fail(format!(
+            "not a freelist page (flags {:#06x})",
+            page.flags
+        )));
+    }
+    let body = &page.bytes[PAGE_HEADER_LEN..];
+    let u64_at = |i: usize| -> Option<u64> {
+        body.get(i * 8..i * 8 + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    // A count of 0xFFFF means the real count is the first element.
+    let (count, first) = if page.count == 0xFFFF {
+        let n = u64_at(0).ok_or_else(|| fail("cut off".into()))?;
+        (n, 1usize)
+    } else {
+        (u64::from(page.count), 0usize)
+    };
+    let count = usize::try_from(count).map_err(|_| fail(format!("{count} ids")))?;
+    if first.saturating_add(count).saturating_mul(8) > body.len() {
+        return Err(fail(format!("{count} ids do not fit in the page")));
+    }
+    for i in first..first + count {
+        let id = u64_at(i).ok_or_else(|| fail("cut off".into()))?;
+        if id < 2 || id >= meta.pgid {
+            return Err(fail(format!("free page id {id} outside 2..{}", meta.pgid)));
+        }
+    }
+    Ok(())
 }
 
 struct Meta {
@@ -502,9 +596,10 @@ mod tests {
     }
 
     #[test]
-    fn crate_panic_on_bad_freelist_is_caught() {
-        // Meta pages are valid, but both freelist pages are garbage: bbolt-rs unwraps a None
-        // while loading the freelist (read-write opens preload it).
+    fn a_garbage_freelist_is_refused_before_the_crate_reads_it() {
+        // Meta pages are valid, but both freelist pages are garbage: bbolt-rs would unwrap a
+        // None while loading the freelist (read-write opens preload it), and release builds
+        // abort on a panic.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");
         let mut bytes = fs::read(fixture("meta.db")).unwrap();
@@ -513,8 +608,53 @@ mod tests {
         }
         fs::write(&path, &bytes).unwrap();
         let err = open_db(&path, OpenMode::ReadWrite).unwrap_err();
-        assert!(err.to_string().contains("bbolt-rs panicked"), "{err}");
+        assert!(err.to_string().contains("freelist page"), "{err}");
+        assert!(!err.to_string().contains("panicked"), "{err}");
         assert_eq!(fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn freelist_ids_and_the_root_page_are_checked() {
+        let original = fs::read(fixture("meta.db")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        // The fixture opens as it is.
+        fs::write(&path, &original).unwrap();
+        open_db(&path, OpenMode::ReadOnly).unwrap();
+        let meta = {
+            let mut f = File::open(&path).unwrap();
+            let mut head = vec![0u8; 8192];
+            f.read_exact(&mut head).unwrap();
+            let (a, b) = (
+                parse_meta(&head, 0).unwrap(),
+                parse_meta(&head, 4096).unwrap(),
+            );
+            if a.txid > b.txid {
+                a
+            } else {
+                b
+            }
+        };
+        // A free page id beyond the high water mark.
+        let mut bytes = original.clone();
+        let fl = meta.freelist as usize * 4096;
+        bytes[fl + 10..fl + 12].copy_from_slice(&1u16.to_le_bytes());
+        bytes[fl + 16..fl + 24].copy_from_slice(&(meta.pgid + 5).to_le_bytes());
+        fs::write(&path, &bytes).unwrap();
+        let err = open_db(&path, OpenMode::ReadWrite).unwrap_err().to_string();
+        assert!(err.contains("free page id"), "{err}");
+        // A root page that is not a branch or leaf page.
+        let mut bytes = original.clone();
+        let root = meta.root as usize * 4096;
+        bytes[root + 8..root + 10].copy_from_slice(&PAGE_FLAG_FREELIST.to_le_bytes());
+        fs::write(&path, &bytes).unwrap();
+        let err = open_db(&path, OpenMode::ReadWrite).unwrap_err().to_string();
+        assert!(err.contains("root page"), "{err}");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            bytes,
+            "refused files stay untouched"
+        );
     }
 
     /// Kills the child's whole process group (flock and its command) and reaps it.
