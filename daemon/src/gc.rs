@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::metadata::encoding::Timestamp;
 use crate::metadata::error::MetaError;
-use crate::metadata::gc::{collect, Collected};
+use crate::metadata::gc::{collect, has_garbage, Collected};
 use crate::metadata::store::Store;
 
 /// A backend whose objects the metadata collection may have orphaned.
@@ -278,11 +278,21 @@ impl Collector {
 
     fn collect_once(&self) -> Result<Stats, String> {
         let t0 = Instant::now();
-        let collected = self
+        let now = Timestamp::now();
+        // Look first: most collections find nothing, and then meta.db is not written.
+        let garbage = self
             .0
             .store
-            .update(|tx| collect(tx, Timestamp::now()))
+            .view(|tx| Ok(has_garbage(tx, now)))
             .map_err(|e: MetaError| e.to_string())?;
+        let collected = if garbage {
+            self.0
+                .store
+                .update(|tx| collect(tx, now))
+                .map_err(|e: MetaError| e.to_string())?
+        } else {
+            Collected::default()
+        };
         let meta = t0.elapsed();
         let sweepers: Vec<Arc<dyn Sweeper>> = self
             .0

@@ -437,6 +437,13 @@ fn remove(tx: &mut WriteTx<'_, '_>, node: &Node) -> MetaResult<()> {
     Ok(())
 }
 
+/// Whether any record is unreachable at `now` (a read-only look, so a collection with
+/// nothing to remove need not write, and fsync, meta.db).
+pub fn has_garbage<'tx>(tx: &impl Reader<'tx>, now: Timestamp) -> bool {
+    let marked = mark(tx, now);
+    all_nodes(tx).iter().any(|n| !marked.contains(n))
+}
+
 /// Marks and sweeps in one write transaction: every record not reachable at `now` goes.
 pub fn collect(tx: &mut WriteTx<'_, '_>, now: Timestamp) -> MetaResult<Collected> {
     let marked = mark(tx, now);
@@ -562,7 +569,13 @@ mod tests {
     }
 
     fn run(s: &Store, now: Timestamp) -> Vec<(Kind, String, String)> {
+        let garbage = s.view(|tx| Ok(has_garbage(tx, now))).unwrap();
         let c = s.update(|tx| collect(tx, now)).unwrap();
+        assert_eq!(
+            garbage,
+            !c.removed.is_empty(),
+            "has_garbage agrees with collect"
+        );
         let mut out: Vec<_> = c
             .removed
             .into_iter()
