@@ -173,7 +173,7 @@ impl Default for Config {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            plugins: toml::Table::new(),
+            plugins: default_plugins(),
             corral: CorralConfig::default(),
         }
     }
@@ -195,6 +195,82 @@ impl Default for DebugConfig {
             level: "info".into(),
         }
     }
+}
+
+/// The plugin tables corrald reads (containerd's keys, containerd's defaults).
+pub const GC_PLUGIN: &str = "io.containerd.gc.v1.scheduler";
+pub const BOLT_PLUGIN: &str = "io.containerd.metadata.v1.bolt";
+pub const OVERLAY_PLUGIN: &str = "io.containerd.snapshotter.v1.overlayfs";
+
+/// The plugin tables a file without them stands for (containerd's defaults).
+const DEFAULT_PLUGIN_TABLES: &str = r#"
+["io.containerd.gc.v1.scheduler"]
+pause_threshold = 0.02
+deletion_threshold = 0
+mutation_threshold = 100
+schedule_delay = "0s"
+startup_delay = "100ms"
+
+["io.containerd.metadata.v1.bolt"]
+content_sharing_policy = "shared"
+
+["io.containerd.snapshotter.v1.overlayfs"]
+root_path = ""
+upperdir_label = false
+"#;
+
+fn default_plugins() -> toml::Table {
+    toml::from_str(DEFAULT_PLUGIN_TABLES).unwrap_or_default()
+}
+
+/// `[plugins."io.containerd.gc.v1.scheduler"]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcPluginConfig {
+    pub pause_threshold: f64,
+    pub deletion_threshold: u32,
+    pub mutation_threshold: u32,
+    pub schedule_delay: String,
+    pub startup_delay: String,
+}
+
+impl Default for GcPluginConfig {
+    fn default() -> Self {
+        GcPluginConfig {
+            pause_threshold: 0.02,
+            deletion_threshold: 0,
+            mutation_threshold: 100,
+            schedule_delay: "0s".into(),
+            startup_delay: "100ms".into(),
+        }
+    }
+}
+
+/// `[plugins."io.containerd.metadata.v1.bolt"]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BoltPluginConfig {
+    /// `shared` (a namespace may claim a blob another namespace wrote, by digest) or
+    /// `isolated`.
+    pub content_sharing_policy: String,
+}
+
+impl Default for BoltPluginConfig {
+    fn default() -> Self {
+        BoltPluginConfig {
+            content_sharing_policy: "shared".into(),
+        }
+    }
+}
+
+/// `[plugins."io.containerd.snapshotter.v1.overlayfs"]`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverlayPluginConfig {
+    /// Where the snapshotter keeps its store ("": `<root>/io.containerd.snapshotter.v1.overlayfs`).
+    pub root_path: String,
+    /// Report each snapshot's upper dir in a label.
+    pub upperdir_label: bool,
 }
 
 impl Default for CorralConfig {
@@ -294,6 +370,12 @@ impl Config {
                 .entry(name.to_string())
                 .or_insert_with(|| value.to_string());
         }
+        for (id, table) in default_plugins() {
+            config.plugins.entry(id).or_insert(table);
+        }
+        config
+            .check_plugins(text)
+            .map_err(|(line, m)| invalid(line, m))?;
         if config.corral.max_in_flight == 0 {
             return Err(invalid(
                 at("corral", "max_in_flight"),
@@ -313,6 +395,85 @@ impl Config {
             ));
         }
         Ok(config)
+    }
+
+    /// A known plugin's table, typed (its defaults when the file has none).
+    fn plugin<T: Default + serde::de::DeserializeOwned>(&self, id: &str) -> Result<T, String> {
+        match self.plugins.get(id) {
+            None => Ok(T::default()),
+            Some(v) => v.clone().try_into().map_err(|e| e.message().to_string()),
+        }
+    }
+
+    /// Checks the plugin tables corrald reads; an error names the line and key.
+    fn check_plugins(&self, text: &str) -> Result<(), (usize, String)> {
+        let table = |id: &str| format!("plugins.{id}");
+        let header = |id: &str| {
+            text.lines()
+                .position(|l| table_header(l).as_deref() == Some(table(id).as_str()))
+                .map_or(0, |i| i + 1)
+        };
+        let fail = |id: &str, e: String| (header(id), format!("table \"plugins.{id}\": {e}"));
+        let gc: GcPluginConfig = self.plugin(GC_PLUGIN).map_err(|e| fail(GC_PLUGIN, e))?;
+        for (key, value) in [
+            ("schedule_delay", &gc.schedule_delay),
+            ("startup_delay", &gc.startup_delay),
+        ] {
+            if let Err(e) = parse_duration(value) {
+                let line = key_line(text, &table(GC_PLUGIN), key);
+                return Err((line, format!("key \"{key}\" of plugins.{GC_PLUGIN}: {e}")));
+            }
+        }
+        if !(gc.pause_threshold > 0.0 && gc.pause_threshold <= 0.5) {
+            let line = key_line(text, &table(GC_PLUGIN), "pause_threshold");
+            return Err((
+                line,
+                format!(
+                    "key \"pause_threshold\" of plugins.{GC_PLUGIN}: {} is not in (0, 0.5]",
+                    gc.pause_threshold
+                ),
+            ));
+        }
+        let bolt: BoltPluginConfig = self.plugin(BOLT_PLUGIN).map_err(|e| fail(BOLT_PLUGIN, e))?;
+        if !matches!(bolt.content_sharing_policy.as_str(), "shared" | "isolated") {
+            let line = key_line(text, &table(BOLT_PLUGIN), "content_sharing_policy");
+            return Err((
+                line,
+                format!(
+                    "key \"content_sharing_policy\" of plugins.{BOLT_PLUGIN}: {:?} is not \
+                     \"shared\" or \"isolated\"",
+                    bolt.content_sharing_policy
+                ),
+            ));
+        }
+        let _: OverlayPluginConfig = self
+            .plugin(OVERLAY_PLUGIN)
+            .map_err(|e| fail(OVERLAY_PLUGIN, e))?;
+        Ok(())
+    }
+
+    /// The garbage collector's schedule.
+    pub fn gc(&self) -> crate::gc::GcConfig {
+        let p: GcPluginConfig = self.plugin(GC_PLUGIN).unwrap_or_default();
+        let d = |v: &str, fallback| parse_duration(v).unwrap_or(fallback);
+        crate::gc::GcConfig {
+            pause_threshold: p.pause_threshold,
+            deletion_threshold: p.deletion_threshold,
+            mutation_threshold: p.mutation_threshold,
+            schedule_delay: d(&p.schedule_delay, Duration::ZERO),
+            startup_delay: d(&p.startup_delay, Duration::from_millis(100)),
+        }
+    }
+
+    /// Whether namespaces share blobs by digest (`content_sharing_policy = "shared"`).
+    pub fn content_shared(&self) -> bool {
+        let p: BoltPluginConfig = self.plugin(BOLT_PLUGIN).unwrap_or_default();
+        p.content_sharing_policy != "isolated"
+    }
+
+    /// The overlayfs snapshotter's settings.
+    pub fn overlay(&self) -> OverlayPluginConfig {
+        self.plugin(OVERLAY_PLUGIN).unwrap_or_default()
     }
 
     /// The full default configuration, as `corrald config default` prints it.
@@ -351,6 +512,17 @@ impl Config {
              {timeouts}\
              \n\
              [plugins]\n\
+             \x20 [plugins.\"io.containerd.gc.v1.scheduler\"]\n\
+             \x20   pause_threshold = 0.02\n\
+             \x20   deletion_threshold = 0\n\
+             \x20   mutation_threshold = 100\n\
+             \x20   schedule_delay = \"0s\"\n\
+             \x20   startup_delay = \"100ms\"\n\
+             \x20 [plugins.\"io.containerd.metadata.v1.bolt\"]\n\
+             \x20   content_sharing_policy = \"shared\"\n\
+             \x20 [plugins.\"io.containerd.snapshotter.v1.overlayfs\"]\n\
+             \x20   root_path = \"\"\n\
+             \x20   upperdir_label = false\n\
              \n\
              # Corral's own settings.\n\
              [corral]\n\
@@ -668,6 +840,53 @@ mod tests {
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         for bad in ["", "5", "s", "-1s", "5 s", "1d", "1..5s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plugin_tables_are_typed_and_checked() {
+        let c = parse(
+            "version = 2\n[plugins]\n  [plugins.\"io.containerd.gc.v1.scheduler\"]\n    \
+             pause_threshold = 0.1\n    startup_delay = \"1h\"\n    deletion_threshold = 1\n  \
+             [plugins.\"io.containerd.metadata.v1.bolt\"]\n    \
+             content_sharing_policy = \"isolated\"\n",
+        )
+        .unwrap();
+        let gc = c.gc();
+        assert_eq!(gc.pause_threshold, 0.1);
+        assert_eq!(gc.startup_delay, Duration::from_secs(3600));
+        assert_eq!(gc.deletion_threshold, 1);
+        assert_eq!(
+            gc.mutation_threshold, 100,
+            "unset keys keep containerd's defaults"
+        );
+        assert!(!c.content_shared());
+        assert!(!c.overlay().upperdir_label);
+        for (text, line, want) in [
+            (
+                "version = 2\n[plugins.\"io.containerd.metadata.v1.bolt\"]\n  content_sharing_policy = \"open\"\n",
+                3,
+                "content_sharing_policy",
+            ),
+            (
+                "version = 2\n[plugins.\"io.containerd.gc.v1.scheduler\"]\n  schedule_delay = \"soon\"\n",
+                3,
+                "schedule_delay",
+            ),
+            (
+                "version = 2\n[plugins.\"io.containerd.gc.v1.scheduler\"]\n  pause_threshold = 0.9\n",
+                3,
+                "pause_threshold",
+            ),
+            (
+                "version = 2\n\n[plugins.\"io.containerd.snapshotter.v1.overlayfs\"]\n  upperdir = true\n",
+                3,
+                "upperdir",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(&format!("config.toml:{line}:")), "{e}");
+            assert!(e.contains(want), "{e}");
         }
     }
 }

@@ -113,11 +113,15 @@ impl Daemon {
             .map_err(io_err(format!("address {:?}", config.ttrpc.address)))?;
         let listener = bind(&address, config.ttrpc.uid, config.ttrpc.gid)?;
         let context = Arc::new(
-            Context::open(store, config.root.clone(), config.state.clone()).map_err(|source| {
-                DaemonError::Plugins {
-                    root: config.root.clone(),
-                    source,
-                }
+            Context::open_with(
+                store,
+                config.root.clone(),
+                config.state.clone(),
+                &crate::services::Options::from_config(config),
+            )
+            .map_err(|source| DaemonError::Plugins {
+                root: config.root.clone(),
+                source,
             })?,
         );
         let mut set = ServiceSet::new();

@@ -737,6 +737,11 @@ fn namespaced_services_require_a_namespace() {
         .list(&ns("bad/ns"), &ListContainersRequest::default())
         .expect_err("bad namespace");
     assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+    assert_eq!(
+        e.message(),
+        "namespace validation: identifier \"bad/ns\" must match \
+         ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$: invalid argument"
+    );
     // Nothing was written.
     let all = namespaces(&h)
         .list(&none, &ListNamespacesRequest::default())

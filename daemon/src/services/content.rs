@@ -47,7 +47,7 @@ pub fn register(set: &mut ServiceSet, ctx: &Arc<Context>) {
         ctx.store.clone(),
         ctx.content.clone(),
         Arc::clone(&ctx.content_lock),
-        true,
+        ctx.content_shared,
     );
     register_content(
         set,

@@ -43,7 +43,7 @@ pub fn register(set: &mut ServiceSet, ctx: &Arc<Context>) {
         ctx.store.clone(),
         ctx.content.clone(),
         Arc::clone(&ctx.content_lock),
-        true,
+        ctx.content_shared,
     );
     register_diff(
         set,

@@ -46,9 +46,48 @@ pub struct Context {
     /// Held shared by snapshot changes that create or remove backend snapshots, and alone by
     /// the collector's backend sweep (containerd's `snapshotter.l`).
     pub snapshot_lock: Arc<RwLock<()>>,
+    /// containerd's `content_sharing_policy = "shared"` (false: "isolated").
+    pub content_shared: bool,
     /// The daemon root (persistent) and state (tmpfs) directories.
     pub root: PathBuf,
     pub state: PathBuf,
+}
+
+/// The services' settings from the configuration file (containerd's plugin tables).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub gc: crate::gc::GcConfig,
+    /// `content_sharing_policy = "shared"`.
+    pub content_shared: bool,
+    /// The overlayfs snapshotter's `root_path`, when set.
+    pub overlay_root: Option<PathBuf>,
+    pub overlay: OverlayConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            gc: crate::gc::GcConfig::default(),
+            content_shared: true,
+            overlay_root: None,
+            overlay: OverlayConfig::default(),
+        }
+    }
+}
+
+impl Options {
+    /// The settings `config` gives.
+    pub fn from_config(config: &crate::config::Config) -> Options {
+        let overlay = config.overlay();
+        Options {
+            gc: config.gc(),
+            content_shared: config.content_shared(),
+            overlay_root: (!overlay.root_path.is_empty()).then(|| PathBuf::from(overlay.root_path)),
+            overlay: OverlayConfig {
+                upperdir_label: overlay.upperdir_label,
+            },
+        }
+    }
 }
 
 /// What can stop the services' context from opening.
@@ -69,12 +108,23 @@ impl Context {
     /// file system cannot host it, as containerd skips a plugin that fails to load), a new
     /// event exchange and a garbage collector with containerd's default schedule (not started).
     pub fn open(store: Store, root: PathBuf, state: PathBuf) -> Result<Context, ContextError> {
+        Context::open_with(store, root, state, &Options::default())
+    }
+
+    /// [`open`](Self::open) with the settings of the configuration file.
+    pub fn open_with(
+        store: Store,
+        root: PathBuf,
+        state: PathBuf,
+        options: &Options,
+    ) -> Result<Context, ContextError> {
         let content = ContentStore::open(crate::content::store_path(&root))?;
         let mut snapshotters: BTreeMap<String, Arc<dyn Snapshotter>> = BTreeMap::new();
-        match OverlaySnapshotter::new(
-            OverlaySnapshotter::default_root(&root),
-            OverlayConfig::default(),
-        ) {
+        let overlay_root = options
+            .overlay_root
+            .clone()
+            .unwrap_or_else(|| OverlaySnapshotter::default_root(&root));
+        match OverlaySnapshotter::new(overlay_root, options.overlay.clone()) {
             Ok(o) => {
                 snapshotters.insert(crate::snapshot::overlay::NAME.into(), Arc::new(o));
             }
@@ -88,7 +138,7 @@ impl Context {
                 }
             })?;
         snapshotters.insert(crate::snapshot::native::NAME.into(), Arc::new(native));
-        let gc = Collector::new(store.clone(), crate::gc::GcConfig::default());
+        let gc = Collector::new(store.clone(), options.gc.clone());
         let content_lock: Arc<RwLock<()>> = Arc::default();
         let snapshot_lock: Arc<RwLock<()>> = Arc::default();
         gc.register(Arc::new(ContentSweeper {
@@ -109,6 +159,7 @@ impl Context {
             content_lock,
             snapshotters,
             snapshot_lock,
+            content_shared: options.content_shared,
             root,
             state,
         })
@@ -132,9 +183,23 @@ impl Context {
 
 /// The namespace a namespaced call works in, validated; `FailedPrecondition` without one.
 pub fn namespace(ctx: &RequestContext) -> RpcResult<String> {
+    use corral_protocols::identifiers::{ValidationError, IDENTIFIER_PATTERN, MAX_IDENTIFIER_LEN};
     let ns = ctx.require_namespace()?;
-    crate::metadata::validate::validate_identifier("namespace", ns)
-        .map_err(corral_protocols::rpc::Status::from)?;
+    if let Err(e) = crate::metadata::validate::validate_identifier("namespace", ns) {
+        // containerd's NamespaceRequired: "namespace validation: <identifiers.Validate>".
+        let why = match e {
+            ValidationError::IdentifierTooLong { id, .. } => format!(
+                "identifier {id:?} greater than maximum length ({MAX_IDENTIFIER_LEN} characters)"
+            ),
+            ValidationError::IdentifierPattern { id, .. } => {
+                format!("identifier {id:?} must match {IDENTIFIER_PATTERN}")
+            }
+            _ => "identifier must not be empty".into(),
+        };
+        return Err(corral_protocols::rpc::Status::invalid_argument(format!(
+            "namespace validation: {why}: invalid argument"
+        )));
+    }
     Ok(ns.to_string())
 }
 
