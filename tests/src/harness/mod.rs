@@ -13,7 +13,8 @@
 //! - [`ns`]: mount namespaces: a private `/run`, entering another process's namespace.
 //! - [`cgroups`]: removing the cgroups killed containers leave.
 //! - [`tree`]: [`TreeSnapshot`], proving a host directory was not touched.
-//! - [`containerd`]: [`PrivateContainerd`], a real containerd 1.6 of the test's own.
+//! - [`containerd`]: [`PrivateContainerd`], a real containerd 1.6 of the test's own;
+//!   [`corrald`](mod@corrald): [`Corrald`], a real corrald of the test's own.
 //!
 //! A typical test:
 //!
@@ -32,6 +33,7 @@
 pub mod cgroups;
 pub mod child;
 pub mod containerd;
+pub mod corrald;
 pub mod mounts;
 pub mod ns;
 pub mod procs;
@@ -42,6 +44,7 @@ pub mod wait;
 
 pub use child::{run_with_deadline, ChildGuard};
 pub use containerd::{ContainerdOptions, PrivateContainerd};
+pub use corrald::Corrald;
 pub use mounts::{mounts_under, unmount_all_under};
 pub use ns::MountNs;
 pub use procs::{leaked_processes, ProcessInfo};

@@ -1,0 +1,97 @@
+//! [`Corrald`]: a real `corrald` of the test's own, on a [`TempRoot`]'s root and state, with
+//! its own config file and socket, stopped (and reaped) when dropped.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use corral_protocols::rpc::{CallContext, Client};
+use nix::sys::signal::Signal;
+
+use super::{wait_for_socket, ChildGuard, TempRoot};
+use crate::bins::corral_binary;
+
+/// How long corrald gets to start answering.
+const START: Duration = Duration::from_secs(10);
+
+/// A running corrald.
+pub struct Corrald {
+    guard: ChildGuard,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Corrald {
+    /// Starts corrald on `temp`'s root and state, serving `<temp>/run/corral.sock`, logging
+    /// to `<temp>/<log>`, with `extra_config` appended to a `version = 2` config file.
+    pub fn start(temp: &TempRoot, log: &str, extra_config: &str) -> io::Result<Corrald> {
+        let socket = temp.join("run/corral.sock");
+        let config = temp.join("corrald.toml");
+        fs::write(&config, format!("version = 2\n{extra_config}"))?;
+        let log = temp.join(log);
+        let file = fs::File::create(&log)?;
+        let mut cmd = Command::new(corral_binary("corrald")?);
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--root")
+            .arg(temp.root())
+            .arg("--state")
+            .arg(temp.state())
+            .arg("--address")
+            .arg(&socket)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let guard = ChildGuard::spawn("corrald", &mut cmd)?;
+        temp.register_pid(guard.pid())?;
+        let d = Corrald { guard, socket, log };
+        wait_for_socket(&d.socket, START)
+            .map_err(|e| io::Error::other(format!("{e}; corrald's log: {}", d.log_text())))?;
+        Ok(d)
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `unix://<socket>`.
+    pub fn address(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// A new client connection.
+    pub fn client(&self) -> io::Result<Client> {
+        Client::connect(&self.address())
+    }
+
+    /// A call context in `namespace` with a 10 s deadline.
+    pub fn ctx(namespace: &str) -> CallContext {
+        CallContext::new()
+            .with_namespace(namespace)
+            .with_timeout(Duration::from_secs(10))
+    }
+
+    /// What corrald logged so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// SIGKILL, and reaped.
+    pub fn kill(mut self) -> io::Result<ExitStatus> {
+        self.guard.kill()
+    }
+
+    /// SIGTERM; the exit status once it is gone (within `deadline`).
+    pub fn terminate(mut self, deadline: Duration) -> io::Result<Option<ExitStatus>> {
+        self.guard.signal(Signal::SIGTERM)?;
+        self.guard.wait_timeout(deadline)
+    }
+}
