@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bins;
 pub mod go;
 pub mod harness;
+pub mod oci_archive;
 
 /// A label map from pairs, for tests.
 pub fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {

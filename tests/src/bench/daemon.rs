@@ -41,7 +41,7 @@ const READY_TARGET_MS: f64 = 10.0;
 const REF_FACTOR: f64 = 0.25;
 const SIZE_TARGET_BYTES: f64 = 8_000_000.0;
 
-struct Proc(Child);
+pub(super) struct Proc(pub(super) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -52,7 +52,7 @@ impl Drop for Proc {
 
 /// Runs one CLI command to completion and returns how long it took; a failure is an error
 /// carrying its stderr.
-fn run_cli(what: &str, cmd: &mut Command) -> Result<Duration, String> {
+pub(super) fn run_cli(what: &str, cmd: &mut Command) -> Result<Duration, String> {
     let (took, out) = timed(cmd, DEADLINE)?;
     if !out.status.success() {
         return Err(format!(
@@ -64,13 +64,13 @@ fn run_cli(what: &str, cmd: &mut Command) -> Result<Duration, String> {
     Ok(took)
 }
 
-fn connect(sock: &Path) -> Result<Client, String> {
+pub(super) fn connect(sock: &Path) -> Result<Client, String> {
     let addr = format!("unix://{}", sock.display());
     Client::connect(&addr).map_err(|e| format!("connecting to {addr}: {e}"))
 }
 
 /// Spawns `cmd` and returns it with the time until `sock` accepts a connection.
-fn start_timed(cmd: &mut Command, sock: &Path) -> Result<(Proc, Duration), String> {
+pub(super) fn start_timed(cmd: &mut Command, sock: &Path) -> Result<(Proc, Duration), String> {
     let start = Instant::now();
     let child = cmd
         .stdin(Stdio::null())
@@ -93,7 +93,7 @@ fn start_timed(cmd: &mut Command, sock: &Path) -> Result<(Proc, Duration), Strin
     }
 }
 
-fn corrald_cmd(bin_dir: &Path, t: &TempRoot, sock: &Path) -> Result<Command, String> {
+pub(super) fn corrald_cmd(bin_dir: &Path, t: &TempRoot, sock: &Path) -> Result<Command, String> {
     let config = t.join("corrald.toml");
     std::fs::write(&config, "version = 2\n").map_err(|e| format!("writing config: {e}"))?;
     let mut cmd = Command::new(bin_dir.join("corrald"));
@@ -110,7 +110,7 @@ fn corrald_cmd(bin_dir: &Path, t: &TempRoot, sock: &Path) -> Result<Command, Str
 }
 
 /// A containerd config like the harness's, on its own root, state and sockets under `t`.
-fn containerd_config(t: &TempRoot) -> Result<(PathBuf, PathBuf), String> {
+pub(super) fn containerd_config(t: &TempRoot) -> Result<(PathBuf, PathBuf), String> {
     let grpc = t.join("c.sock");
     let disabled: Vec<String> = DISABLED_PLUGINS.iter().map(|p| format!("{p:?}")).collect();
     let text = format!(
@@ -128,15 +128,15 @@ fn containerd_config(t: &TempRoot) -> Result<(PathBuf, PathBuf), String> {
     Ok((config, grpc))
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn spread(values: &[f64]) -> Result<Spread, String> {
+pub(super) fn spread(values: &[f64]) -> Result<Spread, String> {
     Spread::of(values).ok_or_else(|| "no measurements".to_string())
 }
 
-fn met(ok: bool) -> &'static str {
+pub(super) fn met(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {

@@ -3,8 +3,10 @@
 //!
 //! - [`shim`]: `containerd-shim-corral-v2` against containerd's Go shim under one private
 //!   containerd 1.6: idle memory and threads per shim, `ctr run --rm` latency, bare `runc run`.
+//! - [`images`]: image import, export and listing against ctr and containerd 1.6.
 
 pub mod daemon;
+pub mod images;
 pub mod meta;
 pub mod shim;
 

@@ -27,9 +27,11 @@ fn main() -> ExitCode {
     nix::unistd::sync();
     // `corral-bench --meta-only`: just the metadata store section, printed, not written.
     // `corral-bench --daemon-only`: just the daemon section, printed, not written.
+    // `corral-bench --images-only`: just the images section, printed, not written.
     let result = match std::env::args().nth(1).as_deref() {
         Some("--meta-only") => meta_section(),
         Some("--daemon-only") => daemon_section(),
+        Some("--images-only") => images_section(),
         _ => run(),
     };
     match result {
@@ -77,6 +79,7 @@ fn run() -> Result<String, String> {
     report.push_str(&shim::run(&shim_tools)?);
     report.push_str(&meta_section()?);
     report.push_str(&daemon_section()?);
+    report.push_str(&images_section()?);
 
     let out = repo_root().join("docs/benchmarks.md");
     std::fs::write(&out, &report).map_err(|e| format!("writing {}: {e}", out.display()))?;
@@ -91,6 +94,12 @@ fn daemon_section() -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
     let bin_dir = exe.parent().ok_or("the bench binary has no directory")?;
     corral_tests::bench::daemon::run(bin_dir)
+}
+
+fn images_section() -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
+    let bin_dir = exe.parent().ok_or("the bench binary has no directory")?;
+    corral_tests::bench::images::run(bin_dir)
 }
 
 fn today() -> String {
