@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -30,10 +30,7 @@ use corral_protocols::services::namespaces::v1::namespace_rpc::NamespacesClient;
 use corral_protocols::services::version::v1::version_rpc::VersionClient;
 use corral_tests::bins::corral_binary;
 use corral_tests::harness::containerd::{ContainerdOptions, PrivateContainerd, NO_GC};
-use corral_tests::harness::{
-    require_root, run_with_deadline, wait_for_socket, ChildGuard, TempRoot,
-};
-use nix::sys::signal::Signal;
+use corral_tests::harness::{require_root, run_with_deadline, Corrald, TempRoot};
 use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::empty::Empty;
 use protobuf::{Message, MessageField};
@@ -41,70 +38,9 @@ use protobuf::{Message, MessageField};
 const DEADLINE: Duration = Duration::from_secs(10);
 const ROOT_REASON: &str = "corrald chowns its socket to [ttrpc] uid:gid (root:root)";
 
-/// One corrald on a temporary root, state and socket.
-struct Daemon {
-    guard: ChildGuard,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(temp: &TempRoot, log: &str) -> Daemon {
-        let socket = temp.join("run/corral.sock");
-        let config = temp.join("config.toml");
-        fs::write(&config, "version = 2\n").unwrap();
-        let log = temp.join(log);
-        let file = fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(corral_binary("corrald").unwrap());
-        cmd.arg("--config")
-            .arg(&config)
-            .arg("--root")
-            .arg(temp.root())
-            .arg("--state")
-            .arg(temp.state())
-            .arg("--address")
-            .arg(&socket)
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
-        let guard = ChildGuard::spawn("corrald", &mut cmd).unwrap();
-        let d = Daemon { guard, socket, log };
-        wait_for_socket(&d.socket, DEADLINE)
-            .unwrap_or_else(|e| panic!("{e}; log: {}", d.log_text()));
-        d
-    }
-
-    fn address(&self) -> String {
-        format!("unix://{}", self.socket.display())
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(&self.address()).unwrap()
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, and exit 0 within `deadline`.
-    fn terminate(mut self, deadline: Duration) {
-        self.guard.signal(Signal::SIGTERM).unwrap();
-        let t = Instant::now();
-        let status = self
-            .guard
-            .wait_timeout(deadline)
-            .unwrap()
-            .unwrap_or_else(|| {
-                panic!(
-                    "corrald still running {deadline:?} after SIGTERM; log: {}",
-                    self.log_text()
-                )
-            });
-        assert_eq!(status.code(), Some(0), "log: {}", self.log_text());
-        eprintln!("corrald stopped {:?} after SIGTERM", t.elapsed());
-        assert!(!self.socket.exists(), "socket left behind");
-    }
+/// One corrald on `temp`'s root, state and socket.
+fn start(temp: &TempRoot, log: &str) -> Corrald {
+    Corrald::start(temp, log, "").unwrap()
 }
 
 fn ns(name: &str) -> CallContext {
@@ -256,22 +192,22 @@ fn restart_keeps_everything() {
         return;
     }
     let temp = TempRoot::new().unwrap();
-    let d = Daemon::start(&temp, "corrald-1.log");
-    let client = d.client();
+    let d = start(&temp, "corrald-1.log");
+    let client = d.client().unwrap();
     populate(&client);
     check_populated(&client);
     drop(client);
-    d.terminate(DEADLINE);
+    d.stop_clean(DEADLINE);
 
-    let d = Daemon::start(&temp, "corrald-2.log");
-    let client = d.client();
+    let d = start(&temp, "corrald-2.log");
+    let client = d.client().unwrap();
     check_populated(&client);
     // And it still takes writes.
     let cc = ContainersClient::new(client.clone());
     create_container(&cc, "alpha", "after-restart");
     drop(cc);
     drop(client);
-    d.terminate(DEADLINE);
+    d.stop_clean(DEADLINE);
     db_check(temp.root());
 }
 
@@ -282,7 +218,7 @@ fn sigterm_under_load_finishes_cleanly() {
     }
     const THREADS: usize = 20;
     let temp = TempRoot::new().unwrap();
-    let d = Daemon::start(&temp, "corrald.log");
+    let d = start(&temp, "corrald.log");
     let address = d.address();
     let ops = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -349,9 +285,9 @@ fn sigterm_under_load_finishes_cleanly() {
     }
     eprintln!("{before} ops in {:?} before SIGTERM", t0.elapsed());
 
-    let log = d.log.clone();
+    let log = d.log_path().to_path_buf();
     let root = temp.root().to_path_buf();
-    d.terminate(Duration::from_secs(15));
+    d.stop_clean(Duration::from_secs(15));
 
     // Every client comes back with an error, none hangs.
     let deadline = Instant::now() + DEADLINE;
@@ -414,8 +350,8 @@ fn response_of(f: &corral_protocols::rpc::frame::Frame) -> ttrpc::proto::Respons
     ttrpc::proto::Response::parse_from_bytes(&f.body).unwrap()
 }
 
-fn version_works(d: &Daemon) {
-    let v = VersionClient::new(d.client())
+fn version_works(d: &Corrald) {
+    let v = VersionClient::new(d.client().unwrap())
         .version(&CallContext::new().with_timeout(DEADLINE), &Empty::new())
         .unwrap_or_else(|e| panic!("version: {e:?}; log: {}", d.log_text()));
     assert_eq!(v.version, corral_protocols::version::VERSION);
@@ -427,8 +363,8 @@ fn malformed_input_keeps_serving() {
         return;
     }
     let temp = TempRoot::new().unwrap();
-    let d = Daemon::start(&temp, "corrald.log");
-    let connect = || UnixStream::connect(&d.socket).unwrap();
+    let d = start(&temp, "corrald.log");
+    let connect = || UnixStream::connect(d.socket()).unwrap();
 
     // Random bytes, then hang up.
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -554,7 +490,7 @@ fn malformed_input_keeps_serving() {
 
     // A fresh client still works, and the daemon is still the same process.
     version_works(&d);
-    d.terminate(DEADLINE);
+    d.stop_clean(DEADLINE);
     db_check(temp.root());
 }
 
@@ -564,11 +500,11 @@ fn containerd_opens_a_corrald_root() {
         return;
     }
     let temp = TempRoot::new().unwrap();
-    let d = Daemon::start(&temp, "corrald.log");
-    let client = d.client();
+    let d = start(&temp, "corrald.log");
+    let client = d.client().unwrap();
     populate(&client);
     drop(client);
-    d.terminate(DEADLINE);
+    d.stop_clean(DEADLINE);
 
     let c = PrivateContainerd::start_with(ContainerdOptions {
         root: Some(temp.root().to_path_buf()),

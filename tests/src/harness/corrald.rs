@@ -89,6 +89,32 @@ impl Corrald {
         self.guard.kill()
     }
 
+    /// Where it logs.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// SIGTERM, and asserts it exits 0 within `deadline` and removes its socket (panics with
+    /// its log otherwise).
+    pub fn stop_clean(self, deadline: Duration) {
+        let socket = self.socket.clone();
+        let log = self.log.clone();
+        let log_text = || fs::read_to_string(&log).unwrap_or_default();
+        let t = std::time::Instant::now();
+        match self.terminate(deadline) {
+            Ok(Some(status)) => {
+                assert_eq!(status.code(), Some(0), "corrald's log: {}", log_text())
+            }
+            Ok(None) => panic!(
+                "corrald still running {deadline:?} after SIGTERM; log: {}",
+                log_text()
+            ),
+            Err(e) => panic!("stopping corrald: {e}; log: {}", log_text()),
+        }
+        eprintln!("corrald stopped {:?} after SIGTERM", t.elapsed());
+        assert!(!socket.exists(), "socket left behind");
+    }
+
     /// SIGTERM; the exit status once it is gone (within `deadline`).
     pub fn terminate(mut self, deadline: Duration) -> io::Result<Option<ExitStatus>> {
         self.guard.signal(Signal::SIGTERM)?;
