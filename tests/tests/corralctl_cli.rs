@@ -1,19 +1,18 @@
 //! `corralctl` driven as a user drives it: its errors without a daemon, ctr's nouns, verbs
-//! and aliases in `--help`, and (when corrald serves) namespaces, containers, leases and
-//! events end to end against a private corrald.
+//! and aliases in `--help`, and namespaces, containers, leases and events end to end
+//! against a private corrald.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use corral_protocols::rpc::{CallContext, Client, Code};
+use corral_protocols::rpc::{CallContext, Client};
 use corral_protocols::services::containers::v1::containers::{Container, CreateContainerRequest};
 use corral_protocols::services::containers::v1::containers_rpc::ContainersClient;
-use corral_protocols::services::version::v1::version_rpc::VersionClient;
 use corral_tests::bins::corral_binary;
-use corral_tests::harness::{require_root, wait_for_socket, ChildGuard, TempRoot};
+use corral_tests::harness::{require_root, ChildGuard, Corrald, TempRoot};
 use protobuf::well_known_types::any::Any;
 
 fn corralctl() -> Command {
@@ -153,40 +152,6 @@ fn bad_arguments_are_usage_errors_not_panics() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-struct Daemon {
-    _guard: ChildGuard,
-    address: PathBuf,
-}
-
-/// Starts corrald in `temp`; `None` (with the reason printed) when it cannot serve yet.
-fn start_corrald(temp: &TempRoot) -> Option<Daemon> {
-    let address = temp.join("corral.sock");
-    let mut cmd = Command::new(corral_binary("corrald").unwrap());
-    cmd.arg("--root")
-        .arg(temp.root())
-        .arg("--state")
-        .arg(temp.state())
-        .arg("--address")
-        .arg(&address)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let guard = ChildGuard::spawn("corrald", &mut cmd).unwrap();
-    temp.register_pid(guard.pid()).unwrap();
-    wait_for_socket(&address, Duration::from_secs(10)).unwrap();
-    let client = Client::connect(address.to_str().unwrap()).unwrap();
-    match VersionClient::new(client).version(&CallContext::new(), &Default::default()) {
-        Ok(_) => Some(Daemon {
-            _guard: guard,
-            address,
-        }),
-        Err(s) if s.code() == Code::UNIMPLEMENTED => {
-            eprintln!("skipping: corrald does not serve Version yet ({s})");
-            None
-        }
-        Err(s) => panic!("corrald's Version call failed: {s}"),
-    }
-}
-
 fn ctl(address: &Path, ns: &str, args: &[&str]) -> Output {
     let out = corralctl()
         .arg("-a")
@@ -237,10 +202,9 @@ fn end_to_end_against_corrald() {
         return;
     }
     let temp = TempRoot::new().unwrap();
-    let Some(daemon) = start_corrald(&temp) else {
-        return;
-    };
-    let a = daemon.address.as_path();
+    let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
+    daemon.version().expect("corrald's Version call");
+    let a = daemon.socket();
 
     // info and plugins answer.
     let info: serde_json::Value = serde_json::from_str(&ok(a, "default", &["info"])).unwrap();

@@ -3,17 +3,13 @@
 //! containerd 1.6, the spec `ctr` stores for the same flags, which must be the same JSON.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use corral_protocols::rpc::{CallContext, Client, Code};
 use corral_protocols::services::images::v1::images::GetImageRequest;
 use corral_protocols::services::images::v1::images_rpc::ImagesClient;
-use corral_protocols::services::version::v1::version_rpc::VersionClient;
 use corral_tests::bins::corral_binary;
-use corral_tests::harness::{
-    require_root, require_tool, wait_for_socket, ChildGuard, PrivateContainerd, TempRoot,
-};
+use corral_tests::harness::{require_root, require_tool, Corrald, PrivateContainerd, TempRoot};
 use serde_json::{json, Value};
 
 fn corralctl() -> Command {
@@ -30,40 +26,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-struct Daemon {
-    _guard: ChildGuard,
-    address: PathBuf,
-}
-
-/// Starts corrald in `temp`; `None` (with the reason printed) when it cannot serve yet.
-fn start_corrald(temp: &TempRoot) -> Option<Daemon> {
-    let address = temp.join("corral.sock");
-    let mut cmd = Command::new(corral_binary("corrald").unwrap());
-    cmd.arg("--root")
-        .arg(temp.root())
-        .arg("--state")
-        .arg(temp.state())
-        .arg("--address")
-        .arg(&address)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let guard = ChildGuard::spawn("corrald", &mut cmd).unwrap();
-    temp.register_pid(guard.pid()).unwrap();
-    wait_for_socket(&address, Duration::from_secs(10)).unwrap();
-    let client = Client::connect(address.to_str().unwrap()).unwrap();
-    match VersionClient::new(client).version(&CallContext::new(), &Default::default()) {
-        Ok(_) => Some(Daemon {
-            _guard: guard,
-            address,
-        }),
-        Err(s) if s.code() == Code::UNIMPLEMENTED => {
-            eprintln!("skipping: corrald does not serve Version yet ({s})");
-            None
-        }
-        Err(s) => panic!("corrald's Version call failed: {s}"),
-    }
 }
 
 fn ctl(address: &Path, ns: &str, args: &[&str]) -> Output {
@@ -123,10 +85,9 @@ fn create_records_what_was_asked() {
         return;
     }
     let temp = TempRoot::new().unwrap();
-    let Some(daemon) = start_corrald(&temp) else {
-        return;
-    };
-    let a = daemon.address.as_path();
+    let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
+    daemon.version().expect("corrald's Version call");
+    let a = daemon.socket();
     let rootfs = rootfs(&temp);
     let root = rootfs.to_str().unwrap();
 
@@ -286,10 +247,9 @@ fn create_errors_are_clear() {
         return;
     }
     let temp = TempRoot::new().unwrap();
-    let Some(daemon) = start_corrald(&temp) else {
-        return;
-    };
-    let a = daemon.address.as_path();
+    let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
+    daemon.version().expect("corrald's Version call");
+    let a = daemon.socket();
     let rootfs = rootfs(&temp);
     let root = rootfs.to_str().unwrap();
     let create = |extra: &[&str]| -> Vec<String> {
@@ -483,10 +443,9 @@ fn specs_match_ctrs_on_containerd() {
     }
     let containerd = PrivateContainerd::start().unwrap();
     let temp = TempRoot::new().unwrap();
-    let Some(daemon) = start_corrald(&temp) else {
-        return;
-    };
-    let a = daemon.address.as_path();
+    let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
+    daemon.version().expect("corrald's Version call");
+    let a = daemon.socket();
     // Both daemons work in containerd's private namespace name, so cgroupsPath is the same.
     let ns = containerd.namespace().to_string();
     let rootfs = containerd.temp().join("rootfs");

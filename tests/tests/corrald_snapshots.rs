@@ -4,12 +4,9 @@
 //! returned.
 
 use std::collections::HashMap;
-use std::fs;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use corral_protocols::rpc::{CallContext, Client};
+use corral_protocols::rpc::CallContext;
 use corral_protocols::services::leases::v1::leases::CreateRequest;
 use corral_protocols::services::leases::v1::leases_rpc::LeasesClient;
 use corral_protocols::services::snapshots::v1::snapshots::{
@@ -17,68 +14,12 @@ use corral_protocols::services::snapshots::v1::snapshots::{
 };
 use corral_protocols::services::snapshots::v1::snapshots_rpc::SnapshotsClient;
 use corral_protocols::types::mount::Mount;
-use corral_tests::bins::corral_binary;
 use corral_tests::harness::containerd::{ContainerdOptions, PrivateContainerd, NO_GC};
-use corral_tests::harness::{require_root, require_tool, wait_for_socket, ChildGuard, TempRoot};
-use nix::sys::signal::Signal;
+use corral_tests::harness::{require_root, require_tool, Corrald, TempRoot};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 const NS: &str = "corral-snap";
 const SNAPSHOTTERS: &[&str] = &["overlayfs", "native"];
-
-/// One corrald on the temporary root, stopped (and killed if need be) when dropped.
-struct Daemon {
-    guard: ChildGuard,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(temp: &TempRoot) -> Daemon {
-        let socket = temp.join("run/corral.sock");
-        let config = temp.join("config.toml");
-        fs::write(&config, "version = 2\n").unwrap();
-        let log = temp.join("corrald.log");
-        let file = fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(corral_binary("corrald").unwrap());
-        cmd.arg("--config")
-            .arg(&config)
-            .arg("--root")
-            .arg(temp.root())
-            .arg("--state")
-            .arg(temp.state())
-            .arg("--address")
-            .arg(&socket)
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
-        let guard = ChildGuard::spawn("corrald", &mut cmd).unwrap();
-        let d = Daemon { guard, socket, log };
-        wait_for_socket(&d.socket, DEADLINE)
-            .unwrap_or_else(|e| panic!("{e}; log: {}", d.log_text()));
-        d
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(&format!("unix://{}", self.socket.display())).unwrap()
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, and a clean exit within the deadline (its bolt locks released).
-    fn terminate(mut self) {
-        self.guard.signal(Signal::SIGTERM).unwrap();
-        let status = self
-            .guard
-            .wait_timeout(DEADLINE)
-            .unwrap()
-            .unwrap_or_else(|| panic!("corrald did not stop; log: {}", self.log_text()));
-        assert_eq!(status.code(), Some(0), "log: {}", self.log_text());
-    }
-}
 
 /// What corrald answered for one snapshotter.
 struct Made {
@@ -194,9 +135,9 @@ fn containerd_lists_and_mounts_what_corrald_prepared() {
         return;
     };
     let temp = TempRoot::new().unwrap();
-    let d = Daemon::start(&temp);
+    let d = Corrald::start(&temp, "corrald.log", "").unwrap();
     let made: Vec<Made> = {
-        let client = d.client();
+        let client = d.client().unwrap();
         let ctx = CallContext::new().with_namespace(NS).with_lease("interop");
         LeasesClient::new(client.clone())
             .create(
@@ -210,7 +151,8 @@ fn containerd_lists_and_mounts_what_corrald_prepared() {
         let c = SnapshotsClient::new(client);
         SNAPSHOTTERS.iter().map(|sn| build(&c, &ctx, sn)).collect()
     };
-    d.terminate();
+    // A clean exit within the deadline (its bolt locks released).
+    d.stop_ok(DEADLINE);
 
     let c = PrivateContainerd::start_with(ContainerdOptions {
         binary: containerd,

@@ -2,17 +2,12 @@
 //! containerd 1.6.20's namespaces, containers and leases messages (the `daemonclient` program,
 //! see `tests/go/README.md`), through corrald's socket.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
-use corral_tests::bins::corral_binary;
 use corral_tests::go;
-use corral_tests::harness::{
-    require, require_root, run_with_deadline, wait_for_socket, ChildGuard, TempRoot,
-};
-use nix::sys::signal::Signal;
+use corral_tests::harness::{require, require_root, run_with_deadline, Corrald, TempRoot};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,10 +25,6 @@ const CHECKS: &[&str] = &[
     "containers-delete",
     "leases",
 ];
-
-fn log_of(path: &Path) -> String {
-    fs::read_to_string(path).unwrap_or_default()
-}
 
 #[test]
 fn go_client_with_containerd_types_against_corrald() {
@@ -55,32 +46,12 @@ fn go_client_with_containerd_types_against_corrald() {
     .unwrap_or_else(|e| panic!("building the Go daemon client failed: {e}"));
 
     let temp = TempRoot::new().unwrap();
-    let socket = temp.join("run/corral.sock");
-    let config = temp.join("config.toml");
-    fs::write(&config, "version = 2\n").unwrap();
-    let log_path = temp.join("corrald.log");
-    let log = fs::File::create(&log_path).unwrap();
-    let mut cmd = Command::new(corral_binary("corrald").unwrap());
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("--root")
-        .arg(temp.root())
-        .arg("--state")
-        .arg(temp.state())
-        .arg("--address")
-        .arg(&socket)
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    let mut daemon = ChildGuard::spawn("corrald", &mut cmd).unwrap();
-    wait_for_socket(&socket, DEADLINE)
-        .unwrap_or_else(|e| panic!("{e}; corrald log: {}", log_of(&log_path)));
+    let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
 
     let result = run_with_deadline(
         Command::new(&client)
             .arg("-socket")
-            .arg(format!("unix://{}", socket.display()))
+            .arg(daemon.address())
             .arg("-namespace")
             .arg(NAMESPACE),
         CLIENT_TIMEOUT,
@@ -92,7 +63,7 @@ fn go_client_with_containerd_types_against_corrald() {
         result.status.code(),
         Some(0),
         "Go client failed\nstdout:\n{stdout}\nstderr:\n{stderr}\ncorrald log:\n{}",
-        log_of(&log_path)
+        daemon.log_text()
     );
     let lines: Vec<&str> = stdout.lines().collect();
     for check in CHECKS {
@@ -107,11 +78,6 @@ fn go_client_with_containerd_types_against_corrald() {
         eprintln!("{note}");
     }
 
-    daemon.signal(Signal::SIGTERM).unwrap();
-    let status = daemon
-        .wait_timeout(DEADLINE)
-        .unwrap()
-        .expect("corrald stopped after SIGTERM");
-    assert_eq!(status.code(), Some(0), "{}", log_of(&log_path));
-    assert!(!socket.exists(), "socket left behind");
+    // SIGTERM: exit 0 and the socket removed.
+    daemon.stop_clean(DEADLINE);
 }

@@ -8,6 +8,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use corral_protocols::rpc::{CallContext, Client};
+use corral_protocols::services::version::v1::version::VersionResponse;
+use corral_protocols::services::version::v1::version_rpc::VersionClient;
 use nix::sys::signal::Signal;
 
 use super::{wait_for_socket, ChildGuard, TempRoot};
@@ -75,6 +77,16 @@ impl Corrald {
             .with_timeout(Duration::from_secs(10))
     }
 
+    /// corrald's answer to Version, on a new connection with a 10 s deadline.
+    pub fn version(&self) -> io::Result<VersionResponse> {
+        VersionClient::new(self.client()?)
+            .version(
+                &CallContext::new().with_timeout(Duration::from_secs(10)),
+                &Default::default(),
+            )
+            .map_err(|s| io::Error::other(format!("Version: {s}")))
+    }
+
     /// What corrald logged so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
@@ -98,6 +110,12 @@ impl Corrald {
     /// its log otherwise).
     pub fn stop_clean(self, deadline: Duration) {
         let socket = self.socket.clone();
+        self.stop_ok(deadline);
+        assert!(!socket.exists(), "socket left behind");
+    }
+
+    /// SIGTERM, and asserts it exits 0 within `deadline` (panics with its log otherwise).
+    pub fn stop_ok(self, deadline: Duration) {
         let log = self.log.clone();
         let log_text = || fs::read_to_string(&log).unwrap_or_default();
         let t = std::time::Instant::now();
@@ -112,7 +130,6 @@ impl Corrald {
             Err(e) => panic!("stopping corrald: {e}; log: {}", log_text()),
         }
         eprintln!("corrald stopped {:?} after SIGTERM", t.elapsed());
-        assert!(!socket.exists(), "socket left behind");
     }
 
     /// SIGTERM; the exit status once it is gone (within `deadline`).
