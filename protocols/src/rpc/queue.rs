@@ -28,6 +28,10 @@ pub(crate) enum PushError {
 struct State<T> {
     items: VecDeque<T>,
     end: Option<Option<Status>>,
+    /// Threads waiting in `pop` / `push`: a change wakes someone only when someone waits, so
+    /// a stream of messages between two busy threads costs no wake-up system call each.
+    poppers: usize,
+    pushers: usize,
 }
 
 pub(crate) struct Queue<T> {
@@ -42,6 +46,8 @@ impl<T> Queue<T> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 end: None,
+                poppers: 0,
+                pushers: 0,
             }),
             changed: Condvar::new(),
             capacity: capacity.max(1),
@@ -58,18 +64,19 @@ impl<T> Queue<T> {
             }
             if st.items.len() < self.capacity {
                 st.items.push_back(item);
-                self.changed.notify_all();
+                if st.poppers > 0 {
+                    self.changed.notify_all();
+                }
                 return Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(PushError::Full);
             }
-            st = self
-                .changed
-                .wait_timeout(st, left)
-                .map_err(|_| PushError::Closed)?
-                .0;
+            st.pushers += 1;
+            let woken = self.changed.wait_timeout(st, left);
+            st = woken.map_err(|_| PushError::Closed)?.0;
+            st.pushers -= 1;
         }
     }
 
@@ -103,28 +110,34 @@ impl<T> Queue<T> {
         };
         loop {
             if let Some(item) = st.items.pop_front() {
-                self.changed.notify_all();
+                if st.pushers > 0 {
+                    self.changed.notify_all();
+                }
                 return Pop::Item(item);
             }
             if let Some(end) = &st.end {
                 return Pop::End(end.clone());
             }
-            st = match deadline {
-                None => match self.changed.wait(st) {
-                    Ok(g) => g,
-                    Err(_) => return Pop::End(Some(Status::internal("stream state poisoned"))),
-                },
+            let left = match deadline {
+                None => None,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Pop::TimedOut;
                     }
-                    match self.changed.wait_timeout(st, left) {
-                        Ok((g, _)) => g,
-                        Err(_) => return Pop::End(Some(Status::internal("stream state poisoned"))),
-                    }
+                    Some(left)
                 }
             };
+            st.poppers += 1;
+            let woken = match left {
+                None => self.changed.wait(st).ok(),
+                Some(left) => self.changed.wait_timeout(st, left).ok().map(|(g, _)| g),
+            };
+            st = match woken {
+                Some(g) => g,
+                None => return Pop::End(Some(Status::internal("stream state poisoned"))),
+            };
+            st.poppers -= 1;
         }
     }
 }
