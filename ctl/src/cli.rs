@@ -5,9 +5,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::commands::containers::ContainersCommand;
+use crate::commands::content::ContentCommand;
+use crate::commands::images::ImagesCommand;
 use crate::commands::leases::LeasesCommand;
 use crate::commands::namespaces::NamespacesCommand;
 use crate::commands::plugins::PluginsCommand;
+use crate::commands::snapshots::SnapshotsCommand;
 
 /// The daemon socket when neither `--address` nor `CORRAL_ADDRESS` says otherwise.
 pub const DEFAULT_ADDRESS: &str = "/run/corral/corral.sock";
@@ -57,12 +60,18 @@ pub enum Command {
     /// manage containers
     #[command(visible_aliases = ["c", "container"], subcommand)]
     Containers(ContainersCommand),
+    /// manage content
+    #[command(subcommand)]
+    Content(ContentCommand),
     /// display corrald events
     #[command(visible_alias = "event")]
     Events {
         /// Filters, as containerd reads them (e.g. topic~=/namespaces/).
         filters: Vec<String>,
     },
+    /// manage images
+    #[command(visible_aliases = ["image", "i"], subcommand)]
+    Images(ImagesCommand),
     /// print the server info
     Info,
     /// manage leases
@@ -71,6 +80,9 @@ pub enum Command {
     /// manage namespaces
     #[command(visible_aliases = ["namespace", "ns"], subcommand)]
     Namespaces(NamespacesCommand),
+    /// manage snapshots
+    #[command(visible_alias = "snapshot")]
+    Snapshots(SnapshotsCommand),
 }
 
 /// Go durations (`10s`, `1.5m`, `1h30m`, `0`), read as ctr reads them.

@@ -2,5 +2,6 @@
 
 pub mod cli;
 pub mod commands;
+pub mod image;
 pub mod spec;
 pub mod version;

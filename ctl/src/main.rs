@@ -49,6 +49,9 @@ fn run(env: &Env, command: Command) -> CtlResult {
         }
         Command::Namespaces(cmd) => commands::namespaces::run(env, cmd),
         Command::Containers(cmd) => commands::containers::run(env, cmd),
+        Command::Images(cmd) => commands::images::run(env, cmd),
+        Command::Content(cmd) => commands::content::run(env, cmd),
+        Command::Snapshots(cmd) => commands::snapshots::run(env, cmd),
         Command::Leases(cmd) => commands::leases::run(env, cmd),
         Command::Events { filters } => commands::events::run(env, filters),
         Command::Info => commands::info::run(env),

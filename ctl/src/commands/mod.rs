@@ -3,13 +3,16 @@
 
 pub mod container_flags;
 pub mod containers;
+pub mod content;
 pub mod events;
 pub mod format;
+pub mod images;
 pub mod info;
 pub mod leases;
 pub mod namespaces;
 pub mod new_container;
 pub mod plugins;
+pub mod snapshots;
 
 use std::collections::BTreeMap;
 use std::io;
