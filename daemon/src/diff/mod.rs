@@ -163,7 +163,7 @@ pub fn apply<R: Read>(blob: R, target: &Path, options: &ApplyOptions) -> DiffRes
     digester.drain().map_err(read_error)?;
 
     let size = digester.size();
-    let diff_id = digester.digest();
+    let diff_id = digester.digest().map_err(read_error)?;
     log::debug!(
         "diff applied: {diff_id}, {size} bytes{}, into {}",
         match compression {
