@@ -92,13 +92,22 @@ fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
 /// Writes an OCI image-layout archive of a linux/amd64 image named `name` whose layers hold
 /// `layers` (gzip-compressed) to `out`; returns the manifest digest.
 pub fn write_image(out: &Path, name: &str, layers: &[Vec<File>]) -> io::Result<String> {
+    let tars = layers
+        .iter()
+        .map(|files| layer_tar(files))
+        .collect::<io::Result<Vec<_>>>()?;
+    write_image_of_tars(out, name, &tars)
+}
+
+/// [`write_image`] with the layers' tar streams given as they are (for hostile layers the
+/// `tar` crate refuses to write).
+pub fn write_image_of_tars(out: &Path, name: &str, tars: &[Vec<u8>]) -> io::Result<String> {
     let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut layer_descs = Vec::new();
     let mut diff_ids = Vec::new();
-    for files in layers {
-        let tar = layer_tar(files)?;
-        diff_ids.push(serde_json::Value::String(digest(&tar)));
-        let gz = gzip(&tar)?;
+    for tar in tars {
+        diff_ids.push(serde_json::Value::String(digest(tar)));
+        let gz = gzip(tar)?;
         let d = digest(&gz);
         layer_descs.push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -173,6 +182,25 @@ pub fn write_image(out: &Path, name: &str, layers: &[Vec<File>]) -> io::Result<S
     add("index.json", &index)?;
     b.into_inner()?.flush()?;
     Ok(manifest_digest)
+}
+
+/// A tar of one regular file whose header names `name` exactly as given (`../x`, `/etc/x`),
+/// bypassing the `tar` crate's checks.
+pub fn raw_entry_tar(name: &[u8], data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut h = tar::Header::new_old();
+    {
+        let old = h.as_old_mut();
+        let n = name.len().min(old.name.len());
+        old.name[..n].copy_from_slice(&name[..n]);
+    }
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    h.set_mtime(0);
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, data)?;
+    b.into_inner()
 }
 
 /// An image of about `total` bytes (uncompressed) in `layers` layers of files of at most

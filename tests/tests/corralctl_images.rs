@@ -1068,3 +1068,84 @@ fn corralctl_mounts_the_image_containerd_imported() {
     daemon.stop();
     c.stop().unwrap();
 }
+
+/// ctr's `snapshots unpack DIGEST`: an image imported with `--no-unpack` is unpacked by its
+/// target digest; an unknown digest is "manifest not found".
+#[test]
+fn snapshots_unpack_unpacks_an_image_by_digest() {
+    if !require_root("mounts and owns snapshots") {
+        return;
+    }
+    let temp = TempRoot::new().unwrap();
+    let d = start_corrald(&temp, temp.root());
+    let a = d.address.clone();
+    ok(
+        &a,
+        "u",
+        &[
+            "images",
+            "import",
+            "--no-unpack",
+            fixture().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(stat_snapshot(&a, "u", CHAIN), Err(Code::NOT_FOUND));
+    let out = ok(&a, "u", &["snapshots", "unpack", MANIFEST]);
+    assert_eq!(
+        out,
+        format!("unpacking {MANIFEST} ({MANIFEST_TYPE})...done\n")
+    );
+    assert_eq!(stat_snapshot(&a, "u", CHAIN).unwrap().0, Kind::COMMITTED);
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let err = fails(&a, "u", &["snapshots", "unpack", &missing]);
+    assert!(err.contains("manifest not found"), "{err}");
+    let err = fails(&a, "u", &["snapshots", "unpack", "not-a-digest"]);
+    assert!(err.contains("not-a-digest"), "{err}");
+    d.stop();
+}
+
+/// A layer that climbs out of its root is refused at import: a clear error naming the entry,
+/// nothing written outside the snapshot, no image record and no snapshot left behind.
+#[test]
+fn a_hostile_layer_is_refused_and_leaves_nothing() {
+    if !require_root("mounts and owns snapshots") {
+        return;
+    }
+    use corral_tests::oci_archive::{layer_tar, raw_entry_tar, write_image_of_tars, File};
+    let temp = TempRoot::new().unwrap();
+    let d = start_corrald(&temp, temp.root());
+    let a = d.address.clone();
+    let base = layer_tar(&[File {
+        path: "etc/motd".into(),
+        data: b"hello\n".to_vec(),
+    }])
+    .unwrap();
+    let sentinel = temp.join("outside");
+    fs::create_dir_all(&sentinel).unwrap();
+    for (what, evil) in [
+        (
+            "dot-dot",
+            raw_entry_tar(b"../../../../../../../../escape", b"x").unwrap(),
+        ),
+        ("absolute", raw_entry_tar(b"/escape", b"x").unwrap()),
+    ] {
+        let archive = temp.join(format!("{what}.tar"));
+        write_image_of_tars(
+            &archive,
+            &format!("docker.io/corral/{what}:v1"),
+            &[base.clone(), evil],
+        )
+        .unwrap();
+        let err = fails(&a, "h", &["images", "import", archive.to_str().unwrap()]);
+        assert!(err.contains("escape"), "{what}: {err}");
+        assert!(!Path::new("/escape").exists(), "{what}: wrote /escape");
+        assert_eq!(fs::read_dir(&sentinel).unwrap().count(), 0);
+        let images = ok(&a, "h", &["images", "ls", "-q"]);
+        assert!(!images.contains(what), "{what}: image left: {images}");
+    }
+    // The extraction snapshots are gone; only the good base layer may stay committed.
+    collect_corrald(&a, "h");
+    let keys = snapshot_keys(&a, "h");
+    assert!(keys.iter().all(|k| !k.starts_with("extract-")), "{keys:?}");
+    d.stop();
+}

@@ -375,6 +375,13 @@ fn import_command(env: &Env, c: &ImportCommand) -> CtlResult {
             })?)
         };
     let svc = Services::connect(env)?;
+    // Names that exist before the import: an image this import creates and then cannot
+    // unpack is removed again, so a refused layer leaves no image behind (ctr leaves it).
+    let existed: std::collections::HashSet<String> = svc
+        .images(&svc.ctx)
+        .list(&[])
+        .map(|l| l.into_iter().map(|i| i.name).collect())
+        .unwrap_or_default();
     let terminal = io::stdout().is_terminal();
     let mut table = TerminalProgress::new();
     let mut quiet = Quiet;
@@ -402,9 +409,48 @@ fn import_command(env: &Env, c: &ImportCommand) -> CtlResult {
     for img in &imgs {
         print!("unpacking {} ({})...", img.name, img.target.digest);
         let _ = io::stdout().flush();
-        unpack(&svc, img, &matcher, &snapshotter)?;
+        if let Err(e) = unpack(&svc, img, &matcher, &snapshotter) {
+            println!();
+            let images = svc.images(&svc.ctx);
+            for created in imgs.iter().filter(|i| !existed.contains(&i.name)) {
+                if let Err(d) = images.delete(&created.name, true) {
+                    log::warn!(
+                        "removing image {} after the failed unpack: {d}",
+                        created.name
+                    );
+                }
+            }
+            return Err(e);
+        }
         println!("done");
     }
+    Ok(())
+}
+
+/// ctr's `snapshots unpack DIGEST`: unpacks, for this machine's platform, the first image
+/// whose target is `digest` ("manifest not found" when none is).
+pub fn unpack_by_digest(env: &Env, digest: &str, snapshotter: &str) -> CtlResult {
+    crate::image::digest::Digest::parse(digest)
+        .map_err(|e| CtlError::new(format!("{digest:?}: {e}")))?;
+    let svc = Services::connect(env)?;
+    let images = svc
+        .images(&svc.ctx)
+        .list(&[])
+        .map_err(|e| CtlError::new(format!("failed listing images: {e}")))?;
+    let Some(img) = images
+        .iter()
+        .find(|i| i.target.digest.to_string() == digest)
+    else {
+        return Err(CtlError::new("manifest not found"));
+    };
+    let snapshotter = svc.snapshotter(snapshotter)?;
+    print!("unpacking {digest} ({})...", img.target.media_type);
+    let _ = io::stdout().flush();
+    if let Err(e) = unpack(&svc, img, &Matcher::default_host(), &snapshotter) {
+        println!();
+        return Err(e);
+    }
+    println!("done");
     Ok(())
 }
 

@@ -64,6 +64,12 @@ pub struct NewSnapshotArgs {
 /// The subcommands of `snapshots`.
 #[derive(Debug, Subcommand)]
 pub enum SnapshotsVerb {
+    /// unpack applies layers from a manifest to a snapshot
+    Unpack {
+        /// The image's target (manifest or index) digest.
+        #[arg(value_name = "DIGEST")]
+        digest: String,
+    },
     /// commit an active snapshot into the provided name
     Commit {
         /// The name of the committed snapshot.
@@ -138,6 +144,7 @@ pub fn run(env: &Env, cmd: SnapshotsCommand) -> CtlResult {
         name: &sn,
     };
     match cmd.command {
+        SnapshotsVerb::Unpack { digest } => super::images::unpack_by_digest(env, &digest, &sn),
         SnapshotsVerb::Commit { name, key } => {
             let mut req = CommitSnapshotRequest::new();
             req.snapshotter = sn.clone();
