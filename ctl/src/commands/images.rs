@@ -437,10 +437,7 @@ pub fn unpack_by_digest(env: &Env, digest: &str, snapshotter: &str) -> CtlResult
         .images(&svc.ctx)
         .list(&[])
         .map_err(|e| CtlError::new(format!("failed listing images: {e}")))?;
-    let Some(img) = images
-        .iter()
-        .find(|i| i.target.digest.to_string() == digest)
-    else {
+    let Some(img) = images.iter().find(|i| i.target.digest == digest) else {
         return Err(CtlError::new("manifest not found"));
     };
     let snapshotter = svc.snapshotter(snapshotter)?;
