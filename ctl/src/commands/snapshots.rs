@@ -650,7 +650,7 @@ mod tests {
             &["corralctl", "snapshots", "commit", "a"],
             &["corralctl", "snapshots", "mounts", "/mnt"],
             &["corralctl", "snapshots", "rm"],
-            &["corralctl", "snapshots", "unpack", "sha256:x"],
+            &["corralctl", "snapshots", "unpack"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }
