@@ -91,29 +91,32 @@ pub(super) fn time_to_pb(t: Timestamp) -> MessageField<TimestampPb> {
 
 /// A record as containerd's `containerToProto` sends it.
 pub fn container_to_pb(c: &Container) -> ContainerPb {
+    container_into_pb(c.clone())
+}
+
+/// [`container_to_pb`] taking the record, so its spec and extensions move instead of being
+/// copied (lists send every spec).
+pub fn container_into_pb(c: Container) -> ContainerPb {
+    let any = |a: AnyValue| Any {
+        type_url: a.type_url,
+        value: a.value,
+        ..Default::default()
+    };
     ContainerPb {
-        id: c.id.clone(),
-        labels: c
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        image: c.image.clone(),
+        id: c.id,
+        labels: c.labels.into_iter().collect(),
+        image: c.image,
         runtime: MessageField::some(container::Runtime {
-            name: c.runtime.name.clone(),
-            options: c.runtime.options.as_ref().map(any_to_pb).into(),
+            name: c.runtime.name,
+            options: c.runtime.options.map(any).into(),
             ..Default::default()
         }),
-        spec: c.spec.as_ref().map(any_to_pb).into(),
-        snapshotter: c.snapshotter.clone(),
-        snapshot_key: c.snapshot_key.clone(),
+        spec: c.spec.map(any).into(),
+        snapshotter: c.snapshotter,
+        snapshot_key: c.snapshot_key,
         created_at: time_to_pb(c.created_at),
         updated_at: time_to_pb(c.updated_at),
-        extensions: c
-            .extensions
-            .iter()
-            .map(|(k, v)| (k.clone(), any_to_pb(v)))
-            .collect(),
+        extensions: c.extensions.into_iter().map(|(k, v)| (k, any(v))).collect(),
         ..Default::default()
     }
 }
@@ -172,7 +175,7 @@ impl Containers for ContainersService {
         let ns = namespace(ctx)?;
         let cs = self.select(&ns, &req.filters)?;
         Ok(ListContainersResponse {
-            containers: cs.iter().map(container_to_pb).collect(),
+            containers: cs.into_iter().map(container_into_pb).collect(),
             ..Default::default()
         })
     }
@@ -189,8 +192,8 @@ impl Containers for ContainersService {
         if ctx.is_cancelled() {
             return Err(ctx.cancelled_status());
         }
-        out.send_all(containers.iter().map(|c| ListContainerMessage {
-            container: MessageField::some(container_to_pb(c)),
+        out.send_all(containers.into_iter().map(|c| ListContainerMessage {
+            container: MessageField::some(container_into_pb(c)),
             ..Default::default()
         }))
     }

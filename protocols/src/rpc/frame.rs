@@ -111,6 +111,39 @@ pub fn encode_frame(stream_id: u32, kind: u8, flags: u8, body: &[u8]) -> io::Res
     Ok(buf)
 }
 
+/// Appends one frame carrying `msg` to `buf`, encoding the message in place (no separate body
+/// buffer): for streams that gather many frames into one write.
+pub fn append_frame<M: protobuf::Message>(
+    buf: &mut Vec<u8>,
+    stream_id: u32,
+    kind: u8,
+    flags: u8,
+    msg: &M,
+) -> io::Result<()> {
+    let len = msg.compute_size() as usize;
+    if len > MAX_BODY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("message length {len} exceeds the maximum message size of {MAX_BODY}"),
+        ));
+    }
+    let header: Vec<u8> = MessageHeader {
+        length: len as u32,
+        stream_id,
+        type_: kind,
+        flags,
+    }
+    .into();
+    let start = buf.len();
+    buf.reserve(header.len() + len);
+    buf.extend_from_slice(&header);
+    if let Err(e) = msg.write_to_vec(buf) {
+        buf.truncate(start);
+        return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+    }
+    Ok(())
+}
+
 /// Writes one frame with a single `write_all`.
 pub fn write_frame(
     w: &mut impl Write,
@@ -133,6 +166,17 @@ mod tests {
         let buf = encode_frame(1, TYPE_REQUEST, 0, b"hello").unwrap();
         assert_eq!(&buf[..HEADER_LEN], &[0, 0, 0, 5, 0, 0, 0, 1, 1, 0]);
         assert_eq!(&buf[HEADER_LEN..], b"hello");
+        // The same frame appended with the message encoded in place.
+        let mut sv = protobuf::well_known_types::wrappers::StringValue::new();
+        sv.value = "hello".into();
+        let body = protobuf::Message::write_to_bytes(&sv).unwrap();
+        let mut appended = b"xy".to_vec();
+        super::append_frame(&mut appended, 1, 1, 0, &sv).unwrap();
+        assert_eq!(&appended[..2], b"xy");
+        assert_eq!(
+            appended[2..],
+            super::encode_frame(1, 1, 0, &body).unwrap()[..]
+        );
     }
 
     #[test]

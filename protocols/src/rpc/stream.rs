@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use protobuf::Message;
 
-use super::frame::{encode_frame, TYPE_DATA};
+use super::frame::{append_frame, TYPE_DATA};
 use super::queue::{Pop, Queue};
 use super::server::Conn;
 use super::status::{RpcResult, Status};
@@ -70,12 +70,13 @@ impl<T: Message> StreamSender<T> {
             if self.raw.conn.cancel_token().is_cancelled() {
                 return Err(Status::cancelled("the caller went away"));
             }
-            let body = msg
-                .write_to_bytes()
-                .map_err(|e| Status::internal(format!("encoding {}: {e}", T::NAME)))?;
-            let frame = encode_frame(self.raw.stream_id, TYPE_DATA, 0, &body)
-                .map_err(|e| Status::resource_exhausted(format!("{}: {e}", T::NAME)))?;
-            buf.extend_from_slice(&frame);
+            append_frame(&mut buf, self.raw.stream_id, TYPE_DATA, 0, &msg).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidInput {
+                    Status::resource_exhausted(format!("{}: {e}", T::NAME))
+                } else {
+                    Status::internal(format!("encoding {}: {e}", T::NAME))
+                }
+            })?;
             if buf.len() >= BATCH_BYTES {
                 self.raw.send_encoded(&buf)?;
                 buf.clear();

@@ -32,6 +32,8 @@ pub const LS_RUNS: usize = 5;
 /// Create+delete pairs.
 pub const CREATE_RM_RUNS: usize = 20;
 const NAMESPACE: &str = "bench";
+/// A pause between one side's runs and the other's.
+const PAUSE: Duration = Duration::from_secs(2);
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Targets from the issue.
@@ -240,36 +242,36 @@ pub fn run(bin_dir: &Path) -> Result<String, String> {
     let ours_full = usage(ours_pid)?;
     let ref_full = usage(ref_pid)?;
 
-    // c ls over 1,000.
-    let mut ours_ls = Vec::new();
-    let mut ref_ls = Vec::new();
-    for _ in 0..LS_RUNS {
-        let mut cmd = Command::new(&ctl);
-        cmd.arg("-a").arg(&sock).args(["-n", NAMESPACE, "c", "ls"]);
+    // c ls over 1,000: each side's runs together, after a pause, so neither side is measured
+    // while the other daemon is still busy with its last answer (containerd's Go garbage
+    // collector runs on after a large list).
+    let ls = |what: &str, mut cmd: Command| -> Result<f64, String> {
         let (d, out) = timed(&mut cmd, DEADLINE)?;
         let lines = out.stdout.iter().filter(|b| **b == b'\n').count();
         if !out.status.success() || lines < CONTAINERS {
             return Err(format!(
-                "corralctl c ls: {} with {lines} lines: {}",
+                "{what}: {} with {lines} lines: {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        ours_ls.push(ms(d));
+        Ok(ms(d))
+    };
+    let mut ours_ls = Vec::new();
+    let mut ref_ls = Vec::new();
+    std::thread::sleep(PAUSE);
+    for _ in 0..LS_RUNS {
+        let mut cmd = Command::new(&ctl);
+        cmd.arg("-a").arg(&sock).args(["-n", NAMESPACE, "c", "ls"]);
+        ours_ls.push(ls("corralctl c ls", cmd)?);
+    }
+    std::thread::sleep(PAUSE);
+    for _ in 0..LS_RUNS {
         let mut cmd = pc.command("ctr");
         cmd.arg("--address")
             .arg(pc.address())
             .args(["-n", NAMESPACE, "c", "ls"]);
-        let (d, out) = timed(&mut cmd, DEADLINE)?;
-        let lines = out.stdout.iter().filter(|b| **b == b'\n').count();
-        if !out.status.success() || lines < CONTAINERS {
-            return Err(format!(
-                "ctr c ls: {} with {lines} lines: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        ref_ls.push(ms(d));
+        ref_ls.push(ls("ctr c ls", cmd)?);
     }
     let ours_ls = spread(&ours_ls)?;
     let ref_ls = spread(&ref_ls)?;
@@ -309,7 +311,8 @@ pub fn run(bin_dir: &Path) -> Result<String, String> {
          `corralctl c create --label app=ID --rootfs DIR ID` and the same `ctr c create` command on \
          the same directory, so both daemons hold the same specs. `c ls`: wall time of \
          `corralctl -a SOCK -n {NAMESPACE} c ls` and `ctr -n {NAMESPACE} c ls` over the {CONTAINERS}, \
-         {LS_RUNS} runs. Create+delete: wall time of `corralctl -a SOCK -n {NAMESPACE} c create --rootfs \
+         {LS_RUNS} runs of each side in a row after a 2 s pause (so neither runs while the other \
+         daemon is still busy). Create+delete: wall time of `corralctl -a SOCK -n {NAMESPACE} c create --rootfs \
          DIR ID` plus `corralctl c rm ID` (two process runs) against `ctr c create --rootfs DIR ID` plus \
          `ctr c rm ID`, min / median / max of {CREATE_RM_RUNS} pairs. Sizes: `strip`ped copies.\n",
         SETTLE.as_secs(),
