@@ -2,12 +2,15 @@
 //! records.
 
 use clap::{Args, Subcommand};
+use corral_protocols::rpc::Client;
 use corral_protocols::rpc::{Code, Status};
 use corral_protocols::services::containers::v1::containers::{
     Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
     ListContainersRequest, UpdateContainerRequest,
 };
-use corral_protocols::services::containers::v1::containers_rpc::ContainersClient;
+use corral_protocols::services::containers::v1::containers_rpc::{
+    ContainersClient, CONTAINERS_SERVICE,
+};
 use protobuf::well_known_types::field_mask::FieldMask;
 
 use super::container_flags::{ContainerArgs, ContainerFlags};
@@ -78,7 +81,8 @@ pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
     match cmd {
         ContainersCommand::Create(create) => self::create(env, &create),
         ContainersCommand::List { quiet, filters } => {
-            let containers = list(&client()?, env, filters)?;
+            let conn = env.connect()?;
+            let containers = list(&conn, &ContainersClient::new(conn.clone()), env, filters)?;
             print!("{}", list_output(&containers, quiet));
             Ok(())
         }
@@ -138,7 +142,8 @@ pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
 fn create(env: &Env, cmd: &CreateCommand) -> CtlResult {
     let target = cmd.args.target(cmd.flags.config.is_some())?;
     cmd.flags.check_supported()?;
-    let client = ContainersClient::new(env.connect()?);
+    let conn = env.connect()?;
+    let client = ContainersClient::new(conn.clone());
     let container = container_record(env, &cmd.flags, &target, CREATE_CPU_SHARES)?;
     let req = CreateContainerRequest {
         container: Some(container).into(),
@@ -150,39 +155,200 @@ fn create(env: &Env, cmd: &CreateCommand) -> CtlResult {
 
 /// Lists through `ListStream`, as containerd's client does (one small message per container,
 /// so neither side holds the whole list in one buffer), falling back to `List` on a daemon
-/// without it. The specs and extensions, which the table does not show, are dropped as the
-/// messages arrive.
-fn list(client: &ContainersClient, env: &Env, filters: Vec<String>) -> CtlResult<Vec<Container>> {
+/// without it. Only what the table shows is decoded from the stream ([`Row`]): the specs,
+/// most of every message, are skipped unread.
+fn list(
+    conn: &Client,
+    client: &ContainersClient,
+    env: &Env,
+    filters: Vec<String>,
+) -> CtlResult<Vec<Container>> {
     let mut req = ListContainersRequest::new();
     req.filters = filters;
-    let slim = |mut c: Container| {
-        c.spec = Default::default();
-        c.extensions.clear();
-        c
-    };
     let unimplemented = |s: &Status| s.code() == Code::UNIMPLEMENTED;
     let mut out = Vec::new();
-    let streamed = match client.list_stream(&env.ctx, &req) {
-        Ok(mut stream) => loop {
-            match stream.recv() {
-                Ok(Some(m)) => out.push(slim(m.container.unwrap_or_default())),
-                Ok(None) => break true,
-                Err(s) if out.is_empty() && unimplemented(&s) => break false,
-                Err(s) => return Err(s.into()),
-            }
-        },
-        Err(s) if unimplemented(&s) => false,
-        Err(s) => return Err(s.into()),
-    };
+    let streamed =
+        match conn.server_stream::<_, RowMessage>(&env.ctx, CONTAINERS_SERVICE, "ListStream", &req)
+        {
+            Ok(mut stream) => loop {
+                match stream.recv() {
+                    Ok(Some(m)) => out.push(m.row.into_container()),
+                    Ok(None) => break true,
+                    Err(s) if out.is_empty() && unimplemented(&s) => break false,
+                    Err(s) => return Err(s.into()),
+                }
+            },
+            Err(s) if unimplemented(&s) => false,
+            Err(s) => return Err(s.into()),
+        };
     if !streamed {
         out = client
             .list(&env.ctx, &req)?
             .containers
             .into_iter()
-            .map(slim)
+            .map(|mut c| {
+                c.spec = Default::default();
+                c.extensions.clear();
+                c
+            })
             .collect();
     }
     Ok(out)
+}
+
+/// The fields of a `Container` the `ls` table shows: `id` (1), `image` (3) and the runtime's
+/// `name` (4.1). Every other field is skipped as it is read, not kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Row {
+    id: String,
+    image: String,
+    runtime: String,
+    special_fields: protobuf::SpecialFields,
+}
+
+impl Row {
+    fn into_container(self) -> Container {
+        let mut c = Container::new();
+        c.id = self.id;
+        c.image = self.image;
+        let mut r =
+            corral_protocols::services::containers::v1::containers::container::Runtime::new();
+        r.name = self.runtime;
+        c.runtime = Some(r).into();
+        c
+    }
+}
+
+/// Skips the field whose tag is `tag`.
+fn skip(is: &mut protobuf::CodedInputStream, tag: u32) -> protobuf::Result<()> {
+    match protobuf::rt::WireType::new(tag & 7) {
+        Some(wt) => is.skip_field(wt),
+        None => Err(protobuf::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("wire type {} of tag {tag}", tag & 7),
+        ))),
+    }
+}
+
+impl protobuf::Message for Row {
+    const NAME: &'static str = "Container";
+
+    fn is_initialized(&self) -> bool {
+        true
+    }
+
+    fn merge_from(&mut self, is: &mut protobuf::CodedInputStream) -> protobuf::Result<()> {
+        while let Some(tag) = is.read_raw_tag_or_eof()? {
+            match tag {
+                10 => is.read_string_into(&mut self.id)?,
+                26 => is.read_string_into(&mut self.image)?,
+                34 => {
+                    let len = is.read_raw_varint64()?;
+                    let old = is.push_limit(len)?;
+                    while let Some(t) = is.read_raw_tag_or_eof()? {
+                        match t {
+                            10 => is.read_string_into(&mut self.runtime)?,
+                            _ => skip(is, t)?,
+                        }
+                    }
+                    is.pop_limit(old);
+                }
+                _ => skip(is, tag)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn compute_size(&self) -> u64 {
+        self.to_container().compute_size()
+    }
+
+    fn write_to_with_cached_sizes(
+        &self,
+        os: &mut protobuf::CodedOutputStream,
+    ) -> protobuf::Result<()> {
+        self.to_container().write_to(os)
+    }
+
+    fn special_fields(&self) -> &protobuf::SpecialFields {
+        &self.special_fields
+    }
+
+    fn mut_special_fields(&mut self) -> &mut protobuf::SpecialFields {
+        &mut self.special_fields
+    }
+
+    fn new() -> Self {
+        Row::default()
+    }
+
+    fn default_instance() -> &'static Self {
+        static DEFAULT: std::sync::OnceLock<Row> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(Row::default)
+    }
+}
+
+impl Row {
+    /// The same fields as a full `Container` (encoding a row is only ever done in tests).
+    fn to_container(&self) -> Container {
+        self.clone().into_container()
+    }
+}
+
+/// `ListContainerMessage { container = 1 }` with the container read as a [`Row`].
+#[derive(Debug, Clone, Default, PartialEq)]
+struct RowMessage {
+    row: Row,
+    special_fields: protobuf::SpecialFields,
+}
+
+impl protobuf::Message for RowMessage {
+    const NAME: &'static str = "ListContainerMessage";
+
+    fn is_initialized(&self) -> bool {
+        true
+    }
+
+    fn merge_from(&mut self, is: &mut protobuf::CodedInputStream) -> protobuf::Result<()> {
+        while let Some(tag) = is.read_raw_tag_or_eof()? {
+            match tag {
+                10 => is.merge_message(&mut self.row)?,
+                _ => skip(is, tag)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn compute_size(&self) -> u64 {
+        let n = self.row.compute_size();
+        1 + protobuf::rt::compute_raw_varint64_size(n) + n
+    }
+
+    fn write_to_with_cached_sizes(
+        &self,
+        os: &mut protobuf::CodedOutputStream,
+    ) -> protobuf::Result<()> {
+        os.write_raw_varint32(10)?;
+        os.write_raw_varint64(self.row.compute_size())?;
+        self.row.write_to_with_cached_sizes(os)
+    }
+
+    fn special_fields(&self) -> &protobuf::SpecialFields {
+        &self.special_fields
+    }
+
+    fn mut_special_fields(&mut self) -> &mut protobuf::SpecialFields {
+        &mut self.special_fields
+    }
+
+    fn new() -> Self {
+        RowMessage::default()
+    }
+
+    fn default_instance() -> &'static Self {
+        static DEFAULT: std::sync::OnceLock<RowMessage> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(RowMessage::default)
+    }
 }
 
 fn get(client: &ContainersClient, env: &Env, id: &str) -> CtlResult<Container> {
@@ -280,6 +446,45 @@ pub fn info_json(c: &Container) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_read_only_what_the_table_shows() {
+        use corral_protocols::services::containers::v1::containers::ListContainerMessage;
+        use protobuf::Message;
+        let mut c = Container::new();
+        c.id = "web".into();
+        c.image = "docker.io/library/busybox:latest".into();
+        let mut r =
+            corral_protocols::services::containers::v1::containers::container::Runtime::new();
+        r.name = "io.containerd.corral.v2".into();
+        r.options = Some(Any::new()).into();
+        c.runtime = Some(r).into();
+        c.labels.insert("app".into(), "web".into());
+        let mut spec = Any::new();
+        spec.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Spec".into();
+        spec.value = vec![b'x'; 5000];
+        c.spec = Some(spec).into();
+        c.snapshot_key = "web-snap".into();
+        c.created_at = Some(Timestamp::now()).into();
+        let mut m = ListContainerMessage::new();
+        m.container = Some(c.clone()).into();
+        let bytes = m.write_to_bytes().unwrap();
+        let row = RowMessage::parse_from_bytes(&bytes).unwrap().row;
+        assert_eq!(
+            (row.id.as_str(), row.image.as_str()),
+            ("web", c.image.as_str())
+        );
+        assert_eq!(row.runtime, "io.containerd.corral.v2");
+        assert_eq!(
+            list_output(&[row.clone().into_container()], false),
+            list_output(&[c], false)
+        );
+        // A row encodes back to a container the full type reads.
+        let back = Container::parse_from_bytes(&row.write_to_bytes().unwrap()).unwrap();
+        assert_eq!(back.id, "web");
+        // Garbage is an error, not a panic.
+        assert!(RowMessage::parse_from_bytes(&[0x0a, 0xff, 0xff]).is_err());
+    }
     use protobuf::well_known_types::any::Any;
     use protobuf::well_known_types::timestamp::Timestamp;
 
