@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bins;
+pub mod ctl;
 pub mod go;
 pub mod harness;
 pub mod oci_archive;

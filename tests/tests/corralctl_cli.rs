@@ -4,34 +4,19 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use corral_protocols::rpc::{CallContext, Client};
 use corral_protocols::services::containers::v1::containers::{Container, CreateContainerRequest};
 use corral_protocols::services::containers::v1::containers_rpc::ContainersClient;
-use corral_tests::bins::corral_binary;
+use corral_tests::ctl::{corralctl, ctl, ok, stderr, stdout};
 use corral_tests::harness::{require_root, ChildGuard, Corrald, TempRoot};
 use protobuf::well_known_types::any::Any;
 
-fn corralctl() -> Command {
-    let mut cmd = Command::new(corral_binary("corralctl").unwrap());
-    cmd.env_remove("CORRAL_ADDRESS")
-        .env_remove("CORRAL_NAMESPACE");
-    cmd
-}
-
 fn run(args: &[&str]) -> Output {
     corralctl().args(args).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
@@ -150,28 +135,6 @@ fn bad_arguments_are_usage_errors_not_panics() {
     assert_eq!(out.status.code(), Some(2));
     let out = run(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
-}
-
-fn ctl(address: &Path, ns: &str, args: &[&str]) -> Output {
-    let out = corralctl()
-        .arg("-a")
-        .arg(address)
-        .args(["-n", ns])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        !stderr(&out).contains("panicked"),
-        "{args:?}: {}",
-        stderr(&out)
-    );
-    out
-}
-
-fn ok(address: &Path, ns: &str, args: &[&str]) -> String {
-    let out = ctl(address, ns, args);
-    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-    stdout(&out)
 }
 
 fn create_container(address: &Path, ns: &str, id: &str, image: &str, labels: &[(&str, &str)]) {

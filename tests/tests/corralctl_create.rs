@@ -2,61 +2,14 @@
 //! it creates (`c info`, `c info --spec`, `c ls`) and its errors; against a private
 //! containerd 1.6, the spec `ctr` stores for the same flags, which must be the same JSON.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
 use corral_protocols::rpc::{CallContext, Client, Code};
 use corral_protocols::services::images::v1::images::GetImageRequest;
 use corral_protocols::services::images::v1::images_rpc::ImagesClient;
-use corral_tests::bins::corral_binary;
+use corral_tests::ctl::{corralctl, ctl, fails, ok, stderr};
 use corral_tests::harness::{require_root, require_tool, Corrald, PrivateContainerd, TempRoot};
 use serde_json::{json, Value};
-
-fn corralctl() -> Command {
-    let mut cmd = Command::new(corral_binary("corralctl").unwrap());
-    cmd.env_remove("CORRAL_ADDRESS")
-        .env_remove("CORRAL_NAMESPACE")
-        .env_remove("CORRAL_SNAPSHOTTER");
-    cmd
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ctl(address: &Path, ns: &str, args: &[&str]) -> Output {
-    let out = corralctl()
-        .arg("-a")
-        .arg(address)
-        .args(["-n", ns])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        !stderr(&out).contains("panicked"),
-        "{args:?}: {}",
-        stderr(&out)
-    );
-    out
-}
-
-fn ok(address: &Path, ns: &str, args: &[&str]) -> String {
-    let out = ctl(address, ns, args);
-    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-    stdout(&out)
-}
-
-/// Runs `args`, expects exit code 1 and returns stderr.
-fn fails(address: &Path, ns: &str, args: &[&str]) -> String {
-    let out = ctl(address, ns, args);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
-    assert!(stdout(&out).is_empty(), "{args:?}: {out:?}");
-    stderr(&out)
-}
 
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))

@@ -9,7 +9,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use corral_daemon::content::digest::from_bytes as digest_of;
@@ -23,6 +23,7 @@ use corral_protocols::services::snapshots::v1::snapshots::{
 use corral_protocols::services::snapshots::v1::snapshots_rpc::SnapshotsClient;
 use corral_protocols::services::version::v1::version_rpc::VersionClient;
 use corral_tests::bins::corral_binary;
+use corral_tests::ctl::{corralctl, ctl, fails, ok, stderr, stdout};
 use corral_tests::harness::{
     mounts_under, require_root, require_tool, wait_for_socket, ChildGuard, ContainerdOptions,
     PrivateContainerd, TempRoot,
@@ -41,56 +42,6 @@ fn fixture() -> PathBuf {
 }
 
 // ---- running corralctl ----
-
-fn corralctl() -> Command {
-    let mut cmd = Command::new(corral_binary("corralctl").unwrap());
-    cmd.env_remove("CORRAL_ADDRESS")
-        .env_remove("CORRAL_NAMESPACE")
-        .env_remove("CORRAL_SNAPSHOTTER")
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ctl(address: &Path, ns: &str, args: &[&str]) -> Output {
-    let out = corralctl()
-        .arg("-a")
-        .arg(address)
-        .args(["-n", ns])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        !stderr(&out).contains("panicked"),
-        "{args:?}: {}",
-        stderr(&out)
-    );
-    out
-}
-
-fn ok(address: &Path, ns: &str, args: &[&str]) -> String {
-    let out = ctl(address, ns, args);
-    assert!(
-        out.status.success(),
-        "corralctl {args:?} failed: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-fn fails(address: &Path, ns: &str, args: &[&str]) -> String {
-    let out = ctl(address, ns, args);
-    assert_eq!(out.status.code(), Some(1), "corralctl {args:?}: {out:?}");
-    stderr(&out)
-}
 
 /// Rows of a table, split on whitespace, header included.
 fn rows(table: &str) -> Vec<Vec<String>> {
