@@ -43,12 +43,7 @@ pub struct ContentService {
 
 /// Registers the service.
 pub fn register(set: &mut ServiceSet, ctx: &Arc<Context>) {
-    let store = Store::new(
-        ctx.store.clone(),
-        ctx.content.clone(),
-        Arc::clone(&ctx.content_lock),
-        ctx.content_shared,
-    );
+    let store = ctx.namespaced_content();
     register_content(
         set,
         Arc::new(ContentService {

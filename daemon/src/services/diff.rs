@@ -39,12 +39,7 @@ pub struct DiffService {
 
 /// Registers the service.
 pub fn register(set: &mut ServiceSet, ctx: &Arc<Context>) {
-    let content = ContentStore::new(
-        ctx.store.clone(),
-        ctx.content.clone(),
-        Arc::clone(&ctx.content_lock),
-        ctx.content_shared,
-    );
+    let content = ctx.namespaced_content();
     register_diff(
         set,
         Arc::new(DiffService {

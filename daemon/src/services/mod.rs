@@ -165,6 +165,17 @@ impl Context {
         })
     }
 
+    /// The content store as namespaces see it, over this context's backend, lock and
+    /// sharing policy (what the Content and Diff services read and write through).
+    pub fn namespaced_content(&self) -> crate::content::namespaced::Content {
+        crate::content::namespaced::Content::new(
+            self.store.clone(),
+            self.content.clone(),
+            Arc::clone(&self.content_lock),
+            self.content_shared,
+        )
+    }
+
     /// The snapshotter a request names (`overlayfs` when it names none, containerd's
     /// default); an unknown one is `InvalidArgument`, as containerd answers.
     pub fn snapshotter(&self, name: &str) -> RpcResult<&Arc<dyn Snapshotter>> {
