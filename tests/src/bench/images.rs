@@ -41,16 +41,16 @@ fn peak_rss(pid: u32) -> Result<u64, String> {
 }
 
 /// Makes a CLI command against one daemon from its arguments.
-type Cli = Box<dyn Fn(&[&str]) -> Command>;
+type Cli<'a> = Box<dyn Fn(&[&str]) -> Command + 'a>;
 
 /// One daemon under test, fresh on its own root, and how to run its CLI against it.
-struct Side {
+struct Side<'a> {
     proc: Proc,
     _temp: TempRoot,
-    cli: Cli,
+    cli: Cli<'a>,
 }
 
-fn corral_side(bin_dir: &Path) -> Result<Side, String> {
+fn corral_side(bin_dir: &Path) -> Result<Side<'static>, String> {
     let t = TempRoot::new().map_err(|e| format!("temp root: {e}"))?;
     let sock = t.join("corral.sock");
     let (proc, _) = start_timed(&mut corrald_cmd(bin_dir, &t, &sock)?, &sock)?;
@@ -66,49 +66,32 @@ fn corral_side(bin_dir: &Path) -> Result<Side, String> {
     })
 }
 
-fn containerd_side(pc: &PrivateContainerd) -> Result<Side, String> {
+fn containerd_side(pc: &PrivateContainerd) -> Result<Side<'_>, String> {
     let t = TempRoot::new().map_err(|e| format!("temp root: {e}"))?;
     let (config, grpc) = containerd_config(&t)?;
     let mut cmd = pc.command("containerd");
     cmd.arg("--config").arg(&config);
     let (proc, _) = start_timed(&mut cmd, &grpc)?;
-    let ctr_cmd = {
-        let base = pc.command("ctr");
-        let program = base.get_program().to_owned();
-        let pre: Vec<_> = base.get_args().map(|a| a.to_owned()).collect();
-        let envs: Vec<_> = base
-            .get_envs()
-            .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
-            .collect();
-        move |args: &[&str]| {
-            let mut cmd = Command::new(&program);
-            cmd.args(&pre);
-            for (k, v) in &envs {
-                match v {
-                    Some(v) => cmd.env(k, v),
-                    None => cmd.env_remove(k),
-                };
-            }
+    Ok(Side {
+        proc,
+        _temp: t,
+        cli: Box::new(move |args| {
+            let mut cmd = pc.command("ctr");
             cmd.arg("--address")
                 .arg(&grpc)
                 .args(["-n", NAMESPACE])
                 .args(args);
             cmd
-        }
-    };
-    Ok(Side {
-        proc,
-        _temp: t,
-        cli: Box::new(ctr_cmd),
+        }),
     })
 }
 
 /// Import times (ms) and peak RSS (KiB) of `runs` imports of `archive`, each on a new
 /// daemon made by `side`.
-fn imports(
+fn imports<'a>(
     what: &str,
     archive: &Path,
-    side: &dyn Fn() -> Result<Side, String>,
+    side: &dyn Fn() -> Result<Side<'a>, String>,
 ) -> Result<(Vec<f64>, Vec<f64>), String> {
     let mut times = Vec::new();
     let mut peaks = Vec::new();
