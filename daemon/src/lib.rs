@@ -13,6 +13,7 @@ pub mod events;
 pub mod filter;
 pub mod gc;
 pub mod metadata;
+pub mod runtime;
 pub mod server;
 pub mod services;
 pub mod snapshot;

@@ -124,6 +124,16 @@ impl Daemon {
                 source,
             })?,
         );
+        // Tasks a previous corrald left running are found again before anyone can ask.
+        {
+            let store = context.store.clone();
+            context.tasks.load_existing(&|ns: &str, id: &str| {
+                store
+                    .view(|tx| crate::metadata::container::get(tx, ns, id))
+                    .ok()
+                    .map(|c| c.runtime.name)
+            });
+        }
         let mut set = ServiceSet::new();
         services::register_all(&mut set, &context);
         let server = Server::new(
@@ -194,6 +204,8 @@ impl Daemon {
             context,
         } = self;
         drop(listener);
+        // Shims and their containers outlive corrald; the next one reconnects to them.
+        context.tasks.detach();
         if let Some(path) = address.path() {
             if let Err(e) = fs::remove_file(path) {
                 if e.kind() != io::ErrorKind::NotFound {

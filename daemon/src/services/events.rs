@@ -12,6 +12,7 @@ use corral_protocols::services::events::v1::events::{
 };
 use corral_protocols::services::events::v1::events_rpc::{register_events, Events};
 use protobuf::well_known_types::empty::Empty;
+use protobuf::Message;
 
 use super::Context;
 use crate::events::EventError;
@@ -64,11 +65,45 @@ impl Events for Service {
     }
 }
 
-/// Registers the service.
+/// containerd's ttrpc-socket service `containerd.services.events.ttrpc.v1.Events`: shims
+/// call its `Forward` (the only method) with their task events.
+struct ShimEvents {
+    ctx: Arc<Context>,
+}
+
+impl shim_events::Events for ShimEvents {
+    fn forward(&self, _ctx: &RequestContext, req: shim_events::ForwardRequest) -> RpcResult<Empty> {
+        let envelope = req
+            .envelope
+            .into_option()
+            .ok_or_else(|| Status::invalid_argument("envelope must be set: invalid argument"))?;
+        // The two envelopes share their field numbers and types: one decodes the other.
+        let bytes = envelope
+            .write_to_bytes()
+            .map_err(|e| Status::internal(format!("encoding the envelope: {e}")))?;
+        let envelope = Envelope::parse_from_bytes(&bytes)
+            .map_err(|e| Status::invalid_argument(format!("envelope: {e}: invalid argument")))?;
+        self.ctx.exchange.publish_envelope(envelope)?;
+        Ok(Empty::new())
+    }
+}
+
+mod shim_events {
+    pub use corral_protocols::services::ttrpc::events::v1::events::ForwardRequest;
+    pub use corral_protocols::services::ttrpc::events::v1::events_rpc::{register_events, Events};
+}
+
+/// Registers the service, and the ttrpc one shims forward their events to.
 pub fn register(set: &mut ServiceSet, ctx: &Arc<Context>) {
     register_events(
         set,
         Arc::new(Service {
+            ctx: Arc::clone(ctx),
+        }),
+    );
+    shim_events::register_events(
+        set,
+        Arc::new(ShimEvents {
             ctx: Arc::clone(ctx),
         }),
     );

@@ -12,6 +12,7 @@ use crate::content::{ContentError, Store as ContentStore};
 use crate::events::Exchange;
 use crate::gc::{Collector, ContentSweeper, SnapshotSweeper};
 use crate::metadata::store::Store;
+use crate::runtime::{RuntimeConfig, TaskManager};
 use crate::snapshot::native::NativeSnapshotter;
 use crate::snapshot::overlay::{OverlayConfig, OverlaySnapshotter};
 use crate::snapshot::{SnapshotError, Snapshotter};
@@ -25,6 +26,7 @@ pub mod introspection;
 pub mod leases;
 pub mod namespaces;
 pub mod snapshots;
+pub mod tasks;
 pub mod version;
 
 /// What every service shares.
@@ -51,6 +53,8 @@ pub struct Context {
     /// The daemon root (persistent) and state (tmpfs) directories.
     pub root: PathBuf,
     pub state: PathBuf,
+    /// The tasks and their shims.
+    pub tasks: TaskManager,
 }
 
 /// The services' settings from the configuration file (containerd's plugin tables).
@@ -62,6 +66,12 @@ pub struct Options {
     /// The overlayfs snapshotter's `root_path`, when set.
     pub overlay_root: Option<PathBuf>,
     pub overlay: OverlayConfig,
+    /// corrald's own socket, which shims are told to send their events to.
+    pub address: String,
+    /// Start shims with `-debug`.
+    pub shim_debug: bool,
+    /// Directories searched for shim binaries before `$PATH`.
+    pub shim_dirs: Vec<PathBuf>,
 }
 
 impl Default for Options {
@@ -71,6 +81,9 @@ impl Default for Options {
             content_shared: true,
             overlay_root: None,
             overlay: OverlayConfig::default(),
+            address: crate::config::DEFAULT_ADDRESS.to_string(),
+            shim_debug: false,
+            shim_dirs: Vec::new(),
         }
     }
 }
@@ -86,6 +99,9 @@ impl Options {
             overlay: OverlayConfig {
                 upperdir_label: overlay.upperdir_label,
             },
+            address: config.ttrpc.address.clone(),
+            shim_debug: config.log_level() >= log::LevelFilter::Debug,
+            shim_dirs: Vec::new(),
         }
     }
 }
@@ -95,6 +111,8 @@ impl Options {
 pub enum ContextError {
     #[error("content store: {0}")]
     Content(#[from] ContentError),
+    #[error("runtime: {0}")]
+    Runtime(#[from] crate::runtime::RuntimeError),
     #[error("snapshotter {name}: {source}")]
     Snapshotter {
         name: &'static str,
@@ -151,10 +169,22 @@ impl Context {
                 lock: Arc::clone(&snapshot_lock),
             }));
         }
+        let exchange = Exchange::default();
+        let tasks = TaskManager::new(
+            RuntimeConfig {
+                root: root.clone(),
+                state: state.clone(),
+                address: options.address.clone(),
+                debug: options.shim_debug,
+                shim_dirs: options.shim_dirs.clone(),
+            },
+            exchange.clone(),
+        )?;
         Ok(Context {
             gc,
             store,
-            exchange: Exchange::default(),
+            exchange,
+            tasks,
             content,
             content_lock,
             snapshotters,
@@ -223,6 +253,7 @@ pub fn register_all(set: &mut ServiceSet, ctx: &Arc<Context>) {
     images::register(set, ctx);
     leases::register(set, ctx);
     snapshots::register(set, ctx);
+    tasks::register(set, ctx);
     version::register(set, ctx);
     introspection::register(set, ctx);
     events::register(set, ctx);

@@ -53,6 +53,9 @@ impl Drop for Inner {
     }
 }
 
+/// What runs when a client's connection ends.
+pub type OnClose = Box<dyn FnOnce() + Send + 'static>;
+
 /// A connection to a ttrpc server, shared by clones.
 #[derive(Clone)]
 pub struct Client(Arc<Inner>);
@@ -65,6 +68,13 @@ impl Client {
 
     /// Speaks ttrpc over an already-connected stream.
     pub fn from_stream(stream: UnixStream) -> io::Result<Self> {
+        Self::with_on_close(stream, None)
+    }
+
+    /// [`from_stream`](Self::from_stream) with a hook that runs once on the reader thread when
+    /// the connection ends, whatever ended it: the peer went away, a read failed, or every
+    /// handle was dropped or [`close`](Self::close)d (Go ttrpc's `WithOnClose`).
+    pub fn with_on_close(stream: UnixStream, on_close: Option<OnClose>) -> io::Result<Self> {
         let reader = stream.try_clone()?;
         let control = stream.try_clone()?;
         let inner = Arc::new(Inner {
@@ -78,8 +88,20 @@ impl Client {
         thread::Builder::new()
             .name("ttrpc-client".into())
             .stack_size(64 * 1024)
-            .spawn(move || read_loop(reader, weak))?;
+            .spawn(move || {
+                read_loop(reader, weak);
+                if let Some(hook) = on_close {
+                    hook();
+                }
+            })?;
         Ok(Client(inner))
+    }
+
+    /// Ends the connection: calls in flight fail with `Unavailable`, later ones at once, and
+    /// the on-close hook runs.
+    pub fn close(&self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+        let _ = self.0.control.shutdown(std::net::Shutdown::Both);
     }
 
     /// Whether the connection is known to be gone.

@@ -16,7 +16,7 @@ mod socket;
 mod status;
 mod stream;
 
-pub use client::{BidiStream, Client, ClientStreamWriter, ServerStreamReader};
+pub use client::{BidiStream, Client, ClientStreamWriter, OnClose, ServerStreamReader};
 pub use context::{
     CallContext, CancelToken, Metadata, RequestContext, LEASE_KEY, NAMESPACE_GRPC_KEY,
     NAMESPACE_KEY,

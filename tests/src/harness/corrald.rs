@@ -29,6 +29,26 @@ impl Corrald {
     /// Starts corrald on `temp`'s root and state, serving `<temp>/run/corral.sock`, logging
     /// to `<temp>/<log>`, with `extra_config` appended to a `version = 2` config file.
     pub fn start(temp: &TempRoot, log: &str, extra_config: &str) -> io::Result<Corrald> {
+        Self::start_with(temp, log, extra_config, false)
+    }
+
+    /// [`start`](Self::start) in a mount namespace of its own with a private `/run` (what a
+    /// shim that insists on `/run/containerd`, such as containerd's Go shim, needs so the
+    /// host's is never touched). Its socket stays reachable: it is under `temp`.
+    pub fn start_private_run(
+        temp: &TempRoot,
+        log: &str,
+        extra_config: &str,
+    ) -> io::Result<Corrald> {
+        Self::start_with(temp, log, extra_config, true)
+    }
+
+    fn start_with(
+        temp: &TempRoot,
+        log: &str,
+        extra_config: &str,
+        private_run: bool,
+    ) -> io::Result<Corrald> {
         let socket = temp.join("run/corral.sock");
         let config = temp.join("corrald.toml");
         fs::write(&config, format!("version = 2\n{extra_config}"))?;
@@ -47,6 +67,9 @@ impl Corrald {
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
+        if private_run {
+            super::ns::with_private_run(&mut cmd);
+        }
         let guard = ChildGuard::spawn("corrald", &mut cmd)?;
         temp.register_pid(guard.pid())?;
         let d = Corrald { guard, socket, log };

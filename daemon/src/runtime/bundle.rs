@@ -1,0 +1,247 @@
+//! A task's bundle as containerd 1.6 lays it out (`runtime/v2/bundle.go`): the bundle dir
+//! `<state>/io.containerd.runtime.v2.task/<ns>/<id>` (0700) with `config.json`, an empty
+//! `rootfs/` (0711) the shim mounts into, and `work`, a symlink to the work dir
+//! `<root>/io.containerd.runtime.v2.task/<ns>/<id>` (0711).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{RuntimeError, RuntimeResult, PLUGIN_DIR};
+
+/// A bundle on disk.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The task (container) id.
+    pub id: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The bundle directory.
+    pub path: PathBuf,
+}
+
+/// `<state>/io.containerd.runtime.v2.task`.
+pub fn state_dir(state: &Path) -> PathBuf {
+    state.join(PLUGIN_DIR)
+}
+
+/// `<root>/io.containerd.runtime.v2.task`.
+pub fn work_root(root: &Path) -> PathBuf {
+    root.join(PLUGIN_DIR)
+}
+
+fn mkdir_all(path: &Path, mode: u32) -> RuntimeResult<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(RuntimeError::io(format!("creating {}", path.display())))
+}
+
+impl Bundle {
+    /// Creates the bundle of task `id` in `namespace` with the OCI spec `spec` (JSON) as its
+    /// `config.json`, as containerd's `NewBundle` does. A bundle already there is
+    /// `AlreadyExists`; a stale work dir is replaced.
+    pub fn create(
+        root: &Path,
+        state: &Path,
+        namespace: &str,
+        id: &str,
+        spec: &[u8],
+    ) -> RuntimeResult<Bundle> {
+        let parent = state_dir(state).join(namespace);
+        mkdir_all(&parent, 0o711)?;
+        let path = parent.join(id);
+        match fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(RuntimeError::AlreadyExists(format!(
+                    "bundle {}",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(RuntimeError::io(format!("creating {}", path.display()))(e)),
+        }
+        let bundle = Bundle {
+            id: id.to_string(),
+            namespace: namespace.to_string(),
+            path,
+        };
+        if let Err(e) = bundle.fill(root, spec) {
+            if let Err(c) = bundle.delete() {
+                log::warn!("removing the unfinished bundle of {id}: {c}");
+            }
+            return Err(e);
+        }
+        Ok(bundle)
+    }
+
+    fn fill(&self, root: &Path, spec: &[u8]) -> RuntimeResult<()> {
+        let work_parent = work_root(root).join(&self.namespace);
+        mkdir_all(&work_parent, 0o711)?;
+        let work = work_parent.join(&self.id);
+        let make_work = || fs::DirBuilder::new().mode(0o711).create(&work);
+        match make_work() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_dir_all(&work)
+                    .map_err(RuntimeError::io(format!("removing {}", work.display())))?;
+                make_work().map_err(RuntimeError::io(format!("creating {}", work.display())))?;
+            }
+            Err(e) => return Err(RuntimeError::io(format!("creating {}", work.display()))(e)),
+        }
+        std::os::unix::fs::symlink(&work, self.path.join("work"))
+            .map_err(RuntimeError::io("linking the work dir"))?;
+        fs::DirBuilder::new()
+            .mode(0o711)
+            .create(self.rootfs())
+            .map_err(RuntimeError::io("creating rootfs"))?;
+        let config = self.path.join("config.json");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .open(&config)
+            .map_err(RuntimeError::io(format!("creating {}", config.display())))?;
+        io::Write::write_all(&mut f, spec)
+            .map_err(RuntimeError::io(format!("writing {}", config.display())))
+    }
+
+    /// The bundle of `id` in `namespace` as it is on disk (after a restart).
+    pub fn load(state: &Path, namespace: &str, id: &str) -> Bundle {
+        Bundle {
+            id: id.to_string(),
+            namespace: namespace.to_string(),
+            path: state_dir(state).join(namespace).join(id),
+        }
+    }
+
+    /// `<bundle>/rootfs`.
+    pub fn rootfs(&self) -> PathBuf {
+        self.path.join("rootfs")
+    }
+
+    /// Writes `name` in the bundle, readable by root only.
+    pub fn write_file(&self, name: &str, data: &[u8]) -> RuntimeResult<()> {
+        let path = self.path.join(name);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(RuntimeError::io(format!("creating {}", path.display())))?;
+        io::Write::write_all(&mut f, data)
+            .map_err(RuntimeError::io(format!("writing {}", path.display())))
+    }
+
+    /// Reads `name` from the bundle; `None` when it is not there.
+    pub fn read_file(&self, name: &str) -> RuntimeResult<Option<String>> {
+        let path = self.path.join(name);
+        match fs::read_to_string(&path) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RuntimeError::io(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    /// Removes the bundle as containerd does: unmounts and removes `rootfs`, then renames the
+    /// bundle and the work dir to `.<id>` and removes them. Removing what is already gone is
+    /// fine.
+    pub fn delete(&self) -> RuntimeResult<()> {
+        let work = fs::read_link(self.path.join("work")).ok();
+        let rootfs = self.rootfs();
+        corral_protocols::mount::unmount_all(&rootfs)
+            .map_err(RuntimeError::io(format!("unmounting {}", rootfs.display())))?;
+        match fs::remove_dir(&rootfs) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(RuntimeError::io(format!("removing {}", rootfs.display()))(
+                    e,
+                ))
+            }
+        }
+        let result = atomic_delete(&self.path);
+        if let Some(work) = work {
+            atomic_delete(&work)?;
+        }
+        result
+    }
+}
+
+/// Renames `path` to `.<name>` beside it, then removes it: a half-removed directory is never
+/// mistaken for a live one.
+fn atomic_delete(path: &Path) -> RuntimeResult<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    let hidden = parent.join(format!(".{}", name.to_string_lossy()));
+    match fs::rename(path, &hidden) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(RuntimeError::io(format!("renaming {}", path.display()))(e)),
+    }
+    match fs::remove_dir_all(&hidden) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RuntimeError::io(format!("removing {}", hidden.display()))(
+            e,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn bundles_are_laid_out_as_containerds_and_removed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+        let b = Bundle::create(&root, &state, "default", "web", b"{}").unwrap();
+        let path = state.join("io.containerd.runtime.v2.task/default/web");
+        assert_eq!(b.path, path);
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(mode(&path.join("rootfs")), 0o711);
+        assert_eq!(fs::read(path.join("config.json")).unwrap(), b"{}");
+        let work = root.join("io.containerd.runtime.v2.task/default/web");
+        assert_eq!(fs::read_link(path.join("work")).unwrap(), work);
+        assert_eq!(mode(&work), 0o711);
+
+        let again = Bundle::create(&root, &state, "default", "web", b"{}").unwrap_err();
+        assert!(matches!(again, RuntimeError::AlreadyExists(_)), "{again}");
+
+        b.write_file("shim-binary-path", b"/bin/x").unwrap();
+        assert_eq!(
+            b.read_file("shim-binary-path").unwrap().as_deref(),
+            Some("/bin/x")
+        );
+        assert_eq!(b.read_file("address").unwrap(), None);
+
+        b.delete().unwrap();
+        assert!(!path.exists() && !work.exists());
+        assert!(!state
+            .join("io.containerd.runtime.v2.task/default/.web")
+            .exists());
+        b.delete().unwrap();
+    }
+
+    #[test]
+    fn a_stale_work_dir_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+        let work = root.join("io.containerd.runtime.v2.task/ns/c1");
+        fs::create_dir_all(&work).unwrap();
+        fs::write(work.join("old"), b"x").unwrap();
+        let b = Bundle::create(&root, &state, "ns", "c1", b"{}").unwrap();
+        assert!(!work.join("old").exists());
+        b.delete().unwrap();
+    }
+}
