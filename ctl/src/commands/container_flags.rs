@@ -1,5 +1,5 @@
 //! The flags and arguments that describe a new container, shared by `containers create` and
-//! (later) `run`: ctr 1.6's `ContainerFlags`, its snapshotter flags and `run`'s platform
+//! `run`: ctr 1.6's `ContainerFlags`, its snapshotter flags and `run`'s platform
 //! flags, with ctr's names, defaults and help texts, plus Corral's `--user` and
 //! `--hostname` (ctr 1.7's).
 //!

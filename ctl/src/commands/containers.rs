@@ -5,18 +5,22 @@ use clap::{Args, Subcommand};
 use corral_protocols::rpc::Client;
 use corral_protocols::rpc::{Code, Status};
 use corral_protocols::services::containers::v1::containers::{
-    Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
-    ListContainersRequest, UpdateContainerRequest,
+    Container, DeleteContainerRequest, GetContainerRequest, ListContainersRequest,
+    UpdateContainerRequest,
 };
 use corral_protocols::services::containers::v1::containers_rpc::{
     ContainersClient, CONTAINERS_SERVICE,
 };
+use corral_protocols::services::snapshots::v1::snapshots::RemoveSnapshotRequest;
+use corral_protocols::services::snapshots::v1::snapshots_rpc::SnapshotsClient;
+use corral_protocols::services::tasks::v1::tasks::GetRequest as GetTaskRequest;
+use corral_protocols::services::tasks::v1::tasks_rpc::TasksClient;
 use protobuf::well_known_types::field_mask::FieldMask;
 
 use super::container_flags::{ContainerArgs, ContainerFlags};
 use super::format::{rfc3339_nano, tabwrite, Json};
 use super::new_container::{container_record, CREATE_CPU_SHARES};
-use super::{join_labels, parse_labels, status_message, CtlError, CtlResult, Env};
+use super::{join_labels, parse_labels, CtlError, CtlResult, Env};
 
 /// `containers create`'s flags and arguments.
 #[derive(Debug, Clone, Args)]
@@ -34,7 +38,8 @@ pub struct CreateCommand {
 pub enum ContainersCommand {
     /// create container
     #[command(
-        override_usage = "corralctl containers create [flags] (--rootfs ROOTFS | IMAGE) CONTAINER [COMMAND] [ARG...]\n       corralctl containers create [flags] --config SPEC.json CONTAINER"
+        override_usage = "corralctl containers create [flags] IMAGE CONTAINER [COMMAND] [ARG...]\n       corralctl containers create [flags] --rootfs ROOTFS CONTAINER [COMMAND] [ARG...]\n       corralctl containers create [flags] --config SPEC.json CONTAINER",
+        after_help = "An IMAGE is unpacked for the snapshotter if it is not yet, and the container gets a new snapshot keyed by its id, which `containers delete` removes again."
     )]
     Create(Box<CreateCommand>),
     /// delete one or more existing containers
@@ -118,19 +123,13 @@ pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
             println!("{}", join_labels(&labels));
             Ok(())
         }
-        ContainersCommand::Delete {
-            keep_snapshot: _,
-            ids,
-        } => {
-            let client = client()?;
+        ContainersCommand::Delete { keep_snapshot, ids } => {
+            let conn = env.connect()?;
             let mut first_err = None;
             for id in ids {
-                let mut req = DeleteContainerRequest::new();
-                req.id = id.clone();
-                if let Err(s) = client.delete(&env.ctx, &req) {
-                    let msg = status_message(&s);
-                    log::error!("failed to delete container {id:?}: {msg}");
-                    first_err.get_or_insert(CtlError(msg));
+                if let Err(e) = delete_container(&conn, env, &id, keep_snapshot) {
+                    log::error!("failed to delete container {id:?}: {e}");
+                    first_err.get_or_insert(e);
                 }
             }
             first_err.map_or(Ok(()), Err)
@@ -138,18 +137,53 @@ pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
     }
 }
 
-/// `containers create`: builds the record as ctr does and creates it; prints nothing.
+/// `containers create`: creates the container as ctr does; prints nothing.
 fn create(env: &Env, cmd: &CreateCommand) -> CtlResult {
     let target = cmd.args.target(cmd.flags.config.is_some())?;
-    cmd.flags.check_supported()?;
-    let conn = env.connect()?;
-    let client = ContainersClient::new(conn.clone());
-    let container = container_record(env, &cmd.flags, &target, CREATE_CPU_SHARES)?;
-    let req = CreateContainerRequest {
-        container: Some(container).into(),
+    container_record(env, &cmd.flags, &target, CREATE_CPU_SHARES)?;
+    Ok(())
+}
+
+/// Deletes container `id` as containerd's `Container.Delete` does: refused while it has a
+/// task; its snapshot removed first unless `keep_snapshot` (`WithSnapshotCleanup`: a
+/// snapshot already gone is fine), then the record.
+pub fn delete_container(client: &Client, env: &Env, id: &str, keep_snapshot: bool) -> CtlResult {
+    let task = GetTaskRequest {
+        container_id: id.to_string(),
         ..Default::default()
     };
-    client.create(&env.ctx, &req)?;
+    // Any answer but a task (none, or no Tasks service) lets the delete go on.
+    if TasksClient::new(client.clone())
+        .get(&env.ctx, &task)
+        .is_ok()
+    {
+        return Err(CtlError::new(format!(
+            "cannot delete running task {id}: failed precondition"
+        )));
+    }
+    let containers = ContainersClient::new(client.clone());
+    let c = get(&containers, env, id)?;
+    if !keep_snapshot && !c.snapshot_key.is_empty() {
+        if c.snapshotter.is_empty() {
+            return Err(CtlError::new(
+                "container.Snapshotter must be set to cleanup rootfs snapshot: invalid argument",
+            ));
+        }
+        let req = RemoveSnapshotRequest {
+            snapshotter: c.snapshotter.clone(),
+            key: c.snapshot_key.clone(),
+            ..Default::default()
+        };
+        match SnapshotsClient::new(client.clone()).remove(&env.ctx, &req) {
+            Err(s) if s.code() != Code::NOT_FOUND => return Err(s.into()),
+            _ => {}
+        }
+    }
+    let req = DeleteContainerRequest {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    containers.delete(&env.ctx, &req)?;
     Ok(())
 }
 

@@ -1,21 +1,28 @@
-//! ctr's `run.NewContainer` (cmd/ctr/commands/run/run_unix.go, containerd 1.6.20): the
-//! container record that `containers create` (and later `run`) sends to corrald, built from
-//! [`ContainerFlags`] with the spec options ctr applies, in ctr's order.
+//! ctr's `run.NewContainer` (cmd/ctr/commands/run/run_unix.go, containerd 1.6.20) and the
+//! client's `NewContainer`: the container `containers create` (and `run`) makes from
+//! [`ContainerFlags`], its spec built with the options ctr applies, in ctr's order, and
+//! created in corrald. A container from an image gets its snapshot here too
+//! ([`from_image`]).
+
+mod from_image;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use corral_protocols::rpc::Code;
+use corral_protocols::rpc::{CallContext, Client};
 use corral_protocols::runtime::v2::runc::options::oci::Options as RuncOptions;
-use corral_protocols::services::containers::v1::containers::{container, Container};
-use corral_protocols::services::images::v1::images::GetImageRequest;
-use corral_protocols::services::images::v1::images_rpc::ImagesClient;
+use corral_protocols::services::containers::v1::containers::{
+    container, Container, CreateContainerRequest,
+};
+use corral_protocols::services::containers::v1::containers_rpc::ContainersClient;
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 use protobuf::well_known_types::any::Any;
 use protobuf::MessageField;
 
 use super::container_flags::{ContainerFlags, Target, RUNC_RUNTIMES};
-use super::{parse_labels, status_message, CtlError, CtlResult, Env};
+use super::{parse_labels, CtlError, CtlResult, Env};
+use crate::spec::image_config::ImageConfig;
+use crate::spec::user::UserRoot;
 use crate::spec::{paths, Spec, SpecError, SPEC_TYPE_URL};
 
 /// The type URL of containerd's `runtimeoptions.v1.Options` (a runtime's config file path).
@@ -25,8 +32,15 @@ pub const RUNTIME_OPTIONS_TYPE_URL: &str = "runtimeoptions.v1.Options";
 /// sets none; `run` defaults it to 1024.
 pub const CREATE_CPU_SHARES: i64 = 0;
 
-/// Builds the record for `target` as ctr would, looking the image up through corrald when
-/// there is one. `cpu_shares` applies when `--cpu-shares` is not given.
+/// Creates the container `target` names, as ctr's `NewContainer` does, and returns the
+/// record corrald stored; `cpu_shares` applies when `--cpu-shares` is not given.
+///
+/// With `--config` the spec comes from the file; with `--rootfs` the spec's root is the
+/// directory. Otherwise the reference names an image: it is unpacked for the snapshotter if
+/// it is not yet, and the container gets a new snapshot keyed by its id on the image's
+/// chain ID, prepared under a temporary lease and removed again if anything after it fails
+/// (see [`from_image`]). The record is created here because that snapshot is only safe from
+/// the garbage collector once the record refers to it: callers must not create it again.
 pub fn container_record(
     env: &Env,
     flags: &ContainerFlags,
@@ -34,33 +48,51 @@ pub fn container_record(
     cpu_shares: i64,
 ) -> CtlResult<Container> {
     flags.check_supported()?;
+    let client = env.connect()?;
     let labels = parse_labels(&flags.labels);
-    let mut spec = match target {
-        Target::Config { .. } => {
+    let (id, spec, runtime) = match target {
+        Target::Config { id } => {
+            let runtime = runtime_options(flags)?;
             let path = flags.config.as_deref().unwrap_or_default();
             let bytes = std::fs::read(path).map_err(|e| {
                 SpecError::io("open", Path::new(path), &e).context("cannot load spec config file")
             })?;
-            Spec::from_json(&bytes)?
+            (id, Spec::from_json(&bytes)?, runtime)
         }
         Target::Reference {
             reference,
             id,
             args,
-            ..
         } => {
             if !flags.rootfs {
-                return Err(image_unavailable(env, reference));
+                return from_image::new_container(
+                    &client, env, flags, reference, id, args, cpu_shares,
+                );
             }
             let rootfs = paths::abs(reference)?;
-            rootfs_spec(&env.namespace, id, &rootfs, args, flags, cpu_shares)?
+            let checked = SpecFlags::check(flags)?;
+            let runtime = runtime_options(flags)?;
+            let root = SpecRoot::Dir(&rootfs);
+            let spec = new_spec(&env.namespace, id, &root, args, &checked, cpu_shares)?;
+            (id, spec, runtime)
         }
     };
-    let runtime_options = runtime_options(flags)?;
-    spec.with_annotations(&labels);
-    let value = spec.to_vec()?;
+    let record = new_record(id, labels, flags, runtime, spec)?;
+    create(&client, &env.ctx, record)
+}
+
+/// The record of container `id` for `spec`, with `labels` (also set as the spec's
+/// annotations, ctr's last option) and the runtime `flags` name.
+fn new_record(
+    id: &str,
+    labels: BTreeMap<String, String>,
+    flags: &ContainerFlags,
+    runtime_options: Option<Any>,
+    mut spec: Spec,
+) -> Result<Container, SpecError> {
+    spec.with_annotations(&parse_labels(&flags.labels));
     Ok(Container {
-        id: target.id().to_string(),
+        id: id.to_string(),
         labels: labels.into_iter().collect(),
         runtime: MessageField::some(container::Runtime {
             name: flags.runtime.clone(),
@@ -69,46 +101,113 @@ pub fn container_record(
         }),
         spec: MessageField::some(Any {
             type_url: SPEC_TYPE_URL.to_string(),
-            value,
+            value: spec.to_vec()?,
             ..Default::default()
         }),
         ..Default::default()
     })
 }
 
-/// What to say for an image reference: corrald does not make containers from images yet.
-fn image_unavailable(env: &Env, reference: &str) -> CtlError {
-    let client = match env.connect() {
-        Ok(c) => ImagesClient::new(c),
-        Err(e) => return e,
-    };
-    let req = GetImageRequest {
-        name: reference.to_string(),
+/// Creates `record` in corrald (`Containers.Create`); the record as corrald stored it.
+fn create(client: &Client, ctx: &CallContext, record: Container) -> CtlResult<Container> {
+    let req = CreateContainerRequest {
+        container: MessageField::some(record.clone()),
         ..Default::default()
     };
-    match client.get(&env.ctx, &req) {
-        Err(s) if s.code() == Code::UNIMPLEMENTED => CtlError::new(format!(
-            "image {reference:?}: corrald does not serve images yet; use --rootfs DIR or --config FILE"
-        )),
-        Err(s) => CtlError::new(status_message(&s)),
-        Ok(_) => CtlError::new(format!(
-            "image {reference:?}: containers from images are not supported yet; use --rootfs DIR or --config FILE"
-        )),
+    let resp = ContainersClient::new(client.clone()).create(ctx, &req)?;
+    Ok(resp.container.into_option().unwrap_or(record))
+}
+
+/// Where the container's root filesystem comes from, as its spec sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum SpecRoot<'a> {
+    /// `--rootfs DIR`: the spec's root is this absolute directory, where users resolve.
+    Dir(&'a str),
+    /// An image: its config applies (`WithImageConfig`), the root stays the default spec's
+    /// `rootfs` (relative to the bundle), and users resolve in the container's snapshot
+    /// mounted at `mounted`.
+    Image {
+        /// The image's runtime configuration.
+        config: &'a ImageConfig,
+        /// Where the container's snapshot is mounted for the duration.
+        mounted: &'a Path,
+    },
+}
+
+impl SpecRoot<'_> {
+    fn users(&self) -> UserRoot<'_> {
+        match self {
+            SpecRoot::Dir(dir) => UserRoot::Dir(Path::new(dir)),
+            SpecRoot::Image { mounted, .. } => UserRoot::TempMount(mounted),
+        }
     }
 }
 
-/// ctr's spec for a container on the root filesystem directory `rootfs` (absolute): the
-/// default Unix spec, then each flag's option in ctr's order (`--user` and `--hostname`
-/// where ctr 1.7 applies them). `cpu_shares` applies when `--cpu-shares` is not given.
-pub fn rootfs_spec(
+/// [`ContainerFlags`] with the values ctr checks before it contacts containerd checked, in
+/// ctr's order, and parsed: annotations, capability names, the seccomp flags, the CPU
+/// limits and the namespaces to join.
+#[derive(Debug)]
+pub struct SpecFlags<'a> {
+    flags: &'a ContainerFlags,
+    annotations: BTreeMap<String, String>,
+    namespaces: Vec<LinuxNamespace>,
+}
+
+impl<'a> SpecFlags<'a> {
+    /// Checks `flags` as ctr does while it collects its spec options.
+    pub fn check(flags: &'a ContainerFlags) -> Result<SpecFlags<'a>, SpecError> {
+        let invalid = |m: &str| SpecError::InvalidArgument(m.to_string());
+        let mut annotations = BTreeMap::new();
+        for a in &flags.annotations {
+            let (k, v) = a.split_once('=').ok_or_else(|| {
+                SpecError::InvalidArgument(format!("invalid key=value format annotation: {a}"))
+            })?;
+            annotations.insert(k.to_string(), v.to_string());
+        }
+        for caps in [&flags.cap_add, &flags.cap_drop] {
+            if caps.iter().any(|c| !c.starts_with("CAP_")) {
+                return Err(invalid("capabilities must be specified with 'CAP_' prefix"));
+            }
+        }
+        if !flags.seccomp
+            && flags
+                .seccomp_profile
+                .as_deref()
+                .is_some_and(|p| !p.is_empty())
+        {
+            return Err(invalid(
+                "seccomp must be set to true, if using a custom seccomp-profile",
+            ));
+        }
+        if (flags.cpu_quota != -1 || flags.cpu_period != 0) && flags.cpus > 0.0 {
+            return Err(invalid("cpus and quota/period should be used separately"));
+        }
+        let namespaces = flags
+            .with_ns
+            .iter()
+            .map(|ns| join_namespace(ns))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SpecFlags {
+            flags,
+            annotations,
+            namespaces,
+        })
+    }
+}
+
+/// ctr's spec for container `id` in `namespace`: the default Unix spec, the environment and
+/// mounts, then the root (`root`: a directory, or an image's config), then each remaining
+/// flag's option in ctr's order (`--user` and `--hostname` where ctr 1.7 applies them).
+/// `cpu_shares` applies when `--cpu-shares` is not given.
+pub fn new_spec(
     namespace: &str,
     id: &str,
-    rootfs: &str,
+    root: &SpecRoot,
     args: &[String],
-    flags: &ContainerFlags,
+    checked: &SpecFlags,
     cpu_shares: i64,
 ) -> Result<Spec, SpecError> {
-    let invalid = |m: &str| SpecError::InvalidArgument(m.to_string());
+    let flags = checked.flags;
     let mut spec = Spec::default_unix(namespace, id)?;
     spec.with_default_unix_devices();
     if let Some(file) = flags.env_file.as_deref().filter(|f| !f.is_empty()) {
@@ -121,7 +220,10 @@ pub fn rootfs_spec(
         .map(|m| crate::spec::mounts::parse_mount_flag(m))
         .collect::<Result<Vec<_>, _>>()?;
     spec.with_mounts(mounts);
-    spec.with_rootfs_path(rootfs);
+    match root {
+        SpecRoot::Dir(dir) => spec.with_rootfs_path(dir),
+        SpecRoot::Image { config, .. } => spec.with_image_config(config, root.users())?,
+    }
     if flags.read_only {
         spec.with_rootfs_readonly();
     }
@@ -132,8 +234,8 @@ pub fn rootfs_spec(
         spec.with_process_cwd(cwd);
     }
     if let Some(user) = flags.user.as_deref().filter(|u| !u.is_empty()) {
-        spec.with_user(user, Path::new(rootfs))?;
-        spec.with_additional_gids(user, Path::new(rootfs))?;
+        spec.with_user(user, root.users())?;
+        spec.with_additional_gids(user, root.users())?;
     }
     if flags.tty {
         spec.with_tty();
@@ -150,35 +252,16 @@ pub fn rootfs_spec(
         spec.with_host_resolvconf();
         spec.with_env(&[format!("HOSTNAME={hostname}")]);
     }
-    if !flags.annotations.is_empty() {
-        let mut annotations = BTreeMap::new();
-        for a in &flags.annotations {
-            let (k, v) = a.split_once('=').ok_or_else(|| {
-                SpecError::InvalidArgument(format!("invalid key=value format annotation: {a}"))
-            })?;
-            annotations.insert(k.to_string(), v.to_string());
-        }
-        spec.with_annotations(&annotations);
+    if !checked.annotations.is_empty() {
+        spec.with_annotations(&checked.annotations);
     }
-    for (caps, add) in [(&flags.cap_add, true), (&flags.cap_drop, false)] {
-        if caps.is_empty() {
-            continue;
-        }
-        if caps.iter().any(|c| !c.starts_with("CAP_")) {
-            return Err(invalid("capabilities must be specified with 'CAP_' prefix"));
-        }
-        if add {
-            spec.with_added_capabilities(caps);
-        } else {
-            spec.with_dropped_capabilities(caps);
-        }
+    if !flags.cap_add.is_empty() {
+        spec.with_added_capabilities(&flags.cap_add);
+    }
+    if !flags.cap_drop.is_empty() {
+        spec.with_dropped_capabilities(&flags.cap_drop);
     }
     let profile = flags.seccomp_profile.as_deref().filter(|p| !p.is_empty());
-    if !flags.seccomp && profile.is_some() {
-        return Err(invalid(
-            "seccomp must be set to true, if using a custom seccomp-profile",
-        ));
-    }
     if let (true, Some(profile)) = (flags.seccomp, profile) {
         spec.with_seccomp_profile(Path::new(profile))?;
     }
@@ -190,13 +273,10 @@ pub fn rootfs_spec(
         spec.with_cpu_shares(shares as u64);
     }
     if flags.cpu_quota != -1 || flags.cpu_period != 0 {
-        if flags.cpus > 0.0 {
-            return Err(invalid("cpus and quota/period should be used separately"));
-        }
         spec.with_cpu_cfs(flags.cpu_quota, flags.cpu_period);
     }
-    for ns in &flags.with_ns {
-        spec.with_linux_namespace(join_namespace(ns)?);
+    for ns in &checked.namespaces {
+        spec.with_linux_namespace(ns.clone());
     }
     if flags.allow_new_privs {
         spec.with_new_privileges();
@@ -341,8 +421,17 @@ mod tests {
     }
 
     fn spec(args: &[&str]) -> Result<serde_json::Value, SpecError> {
-        rootfs_spec("ns", "c1", "/r", &[], &flags(args), CREATE_CPU_SHARES)
-            .map(|s| s.to_json().unwrap())
+        let flags = flags(args);
+        let checked = SpecFlags::check(&flags)?;
+        new_spec(
+            "ns",
+            "c1",
+            &SpecRoot::Dir("/r"),
+            &[],
+            &checked,
+            CREATE_CPU_SHARES,
+        )
+        .map(|s| s.to_json().unwrap())
     }
 
     #[test]
@@ -439,6 +528,99 @@ mod tests {
         ] {
             assert_eq!(spec(args).unwrap_err().to_string(), want, "{args:?}");
         }
+    }
+
+    #[test]
+    fn flags_are_checked_in_ctrs_order_before_anything_is_made() {
+        let f = flags(&[
+            "--cpus",
+            "1",
+            "--cpu-quota",
+            "5",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--annotation",
+            "x",
+        ]);
+        assert_eq!(
+            SpecFlags::check(&f).unwrap_err().to_string(),
+            "invalid key=value format annotation: x"
+        );
+        let f = flags(&["--cpus", "1", "--cpu-quota", "5", "--cap-drop", "KILL"]);
+        assert_eq!(
+            SpecFlags::check(&f).unwrap_err().to_string(),
+            "capabilities must be specified with 'CAP_' prefix"
+        );
+        // Files are read later, while the spec is made.
+        let f = flags(&["--env-file", "/nope/env", "--device", "/nope/dev"]);
+        assert!(SpecFlags::check(&f).is_ok());
+    }
+
+    #[test]
+    fn image_specs_take_the_config_where_ctr_does() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nweb:x:1000:1001::/srv:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nadm:x:4:web\n").unwrap();
+        let config = ImageConfig {
+            user: "web".into(),
+            env: vec!["PATH=/bin".into(), "A=image".into()],
+            entrypoint: vec!["/entry".into()],
+            cmd: vec!["cmd".into()],
+            working_dir: "/srv".into(),
+            ..Default::default()
+        };
+        let root = SpecRoot::Image {
+            config: &config,
+            mounted: dir.path(),
+        };
+        let make = |args: &[&str], command: &[&str]| {
+            let f = flags(args);
+            let checked = SpecFlags::check(&f).unwrap();
+            let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+            new_spec("ns", "c1", &root, &command, &checked, CREATE_CPU_SHARES)
+                .unwrap()
+                .to_json()
+                .unwrap()
+        };
+        let v = make(&[], &[]);
+        assert_eq!(v["root"], json!({"path": "rootfs"}));
+        assert_eq!(v["process"]["args"], json!(["/entry", "cmd"]));
+        assert_eq!(v["process"]["env"], json!(["PATH=/bin", "A=image"]));
+        assert_eq!(v["process"]["cwd"], "/srv");
+        assert_eq!(
+            v["process"]["user"],
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [1001, 4]})
+        );
+        // The flags come after the image: they win, and the command replaces the entrypoint.
+        let v = make(
+            &[
+                "--env",
+                "A=flag",
+                "--read-only",
+                "--cwd",
+                "/w",
+                "-u",
+                "0",
+                "-t",
+            ],
+            &["sh", "-c", "x"],
+        );
+        assert_eq!(v["root"], json!({"path": "rootfs", "readonly": true}));
+        assert_eq!(v["process"]["args"], json!(["sh", "-c", "x"]));
+        assert_eq!(
+            v["process"]["env"],
+            json!(["PATH=/bin", "A=flag", "TERM=xterm"])
+        );
+        assert_eq!(v["process"]["cwd"], "/w");
+        assert_eq!(
+            v["process"]["user"],
+            json!({"uid": 0, "gid": 0, "additionalGids": [0]})
+        );
     }
 
     #[test]

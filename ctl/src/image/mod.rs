@@ -15,7 +15,8 @@
 //! - [`platforms`], [`reference`](mod@reference), [`media_types`], [`digest`], [`ocispec`]: the
 //!   vocabulary; [`gojson`] and [`gopath`] write JSON and resolve names exactly as Go does.
 //! - [`lease`]: the temporary lease imports and unpacks hold.
-//! - [`mount`]: mounting a snapshot's mounts (`images mount`).
+//! - [`mount`]: mounting a snapshot's mounts (`images mount`), also on a temporary
+//!   directory for a moment ([`TempMount`](mount::TempMount), `mount.WithTempMount`).
 //! - [`progress`]: ctr's progress table on a terminal.
 
 pub mod content;

@@ -1,9 +1,10 @@
 //! Mounting a snapshot's mounts on a directory and taking them down again, as containerd's
 //! `mount.All` and `mount.UnmountAll` do: fstab-style options become mount flags (the rest
 //! is file-system data), a read-only bind is remounted read-only, and unmounting repeats
-//! until nothing is mounted there.
+//! until nothing is mounted there. [`TempMount`] is `mount.WithTempMount`: the mounts on a
+//! fresh temporary directory for as long as a caller reads them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use corral_protocols::types::mount::Mount;
@@ -167,6 +168,103 @@ pub fn unmount_all(target: &Path) -> Result<()> {
     }
 }
 
+/// containerd's `tryReadonlyMounts`: a lone overlay mount is mounted read-only, so
+/// unmounting it does not sync the whole file system.
+pub fn try_readonly(mounts: &mut [Mount]) {
+    if let [m] = mounts {
+        if m.type_ == "overlay" {
+            m.options.push("ro".to_string());
+        }
+    }
+}
+
+/// Mounts on a temporary directory of their own (`mount.WithTempMount`), unmounted and the
+/// directory removed by [`TempMount::release`], or on drop if that never happens. The
+/// directory is removed with `rmdir`, never recursively: if unmounting failed, what is
+/// mounted there is left alone rather than deleted.
+#[derive(Debug)]
+pub struct TempMount {
+    dir: PathBuf,
+    released: bool,
+}
+
+/// Where temporary mounts go: `$XDG_RUNTIME_DIR`, else the temporary directory (as
+/// containerd's `getTempDir`).
+fn temp_mount_location() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => std::env::temp_dir(),
+    }
+}
+
+impl TempMount {
+    /// Creates `corral-mount<random>` (mode 0700) in the temporary mount location and mounts
+    /// `mounts` on it in order. On failure nothing stays mounted or created.
+    pub fn new(mounts: &[Mount]) -> Result<TempMount> {
+        use std::os::unix::fs::DirBuilderExt;
+        let parent = temp_mount_location();
+        let mut tries = 0;
+        let dir = loop {
+            let dir = parent.join(format!("corral-mount{}", super::lease::random_alnum(10)));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 10 => {
+                    tries += 1;
+                }
+                Err(e) => return Err(ImageError::io("failed to create temp dir", e)),
+            }
+        };
+        let temp = TempMount {
+            dir,
+            released: false,
+        };
+        if let Err(e) = mount_all(mounts, &temp.dir) {
+            let e = e.context(format_args!("failed to mount {}", temp.dir.display()));
+            if let Err(u) = temp.release() {
+                log::error!("{u}");
+            }
+            return Err(e);
+        }
+        Ok(temp)
+    }
+
+    /// The directory the mounts are on.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Unmounts everything and removes the directory. An unmount failure is an error (and
+    /// the directory stays); a directory that cannot be removed is only logged, as
+    /// containerd does.
+    pub fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.clean_up()
+    }
+
+    fn clean_up(&self) -> Result<()> {
+        unmount_all(&self.dir)
+            .map_err(|e| e.context(format_args!("failed to unmount {}", self.dir.display())))?;
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            log::error!(
+                "failed to remove mount temp dir {}: {}",
+                self.dir.display(),
+                crate::commands::io_reason(&e)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempMount {
+    fn drop(&mut self) {
+        if !self.released {
+            if let Err(e) = self.clean_up() {
+                log::error!("{e}");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +300,57 @@ mod tests {
         assert_eq!(f, MsFlags::empty());
         assert_eq!(p, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
         assert_eq!(d, "");
+    }
+
+    #[test]
+    fn lone_overlays_mount_read_only() {
+        let overlay = Mount {
+            type_: "overlay".into(),
+            options: opts(&["lowerdir=/a"]),
+            ..Default::default()
+        };
+        let mut one = vec![overlay.clone()];
+        try_readonly(&mut one);
+        assert_eq!(one[0].options, opts(&["lowerdir=/a", "ro"]));
+        let mut two = vec![overlay.clone(), overlay.clone()];
+        try_readonly(&mut two);
+        assert_eq!(two[0].options, opts(&["lowerdir=/a"]));
+        let mut bind = vec![Mount {
+            type_: "bind".into(),
+            options: opts(&["rbind", "rw"]),
+            ..Default::default()
+        }];
+        try_readonly(&mut bind);
+        assert_eq!(bind[0].options, opts(&["rbind", "rw"]));
+    }
+
+    #[test]
+    fn temp_mounts_clean_up_on_every_path() {
+        // Nothing to mount needs no privileges: the directory comes and goes.
+        let temp = TempMount::new(&[]).unwrap();
+        let dir = temp.path().to_path_buf();
+        assert!(dir.is_dir());
+        assert!(dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("corral-mount"));
+        temp.release().unwrap();
+        assert!(!dir.exists());
+        let dropped = TempMount::new(&[]).unwrap().path().to_path_buf();
+        assert!(!dropped.exists());
+        // A mount that fails leaves no directory behind.
+        let bad = Mount {
+            type_: "no-such-fs".into(),
+            source: "none".into(),
+            ..Default::default()
+        };
+        let e = TempMount::new(&[bad]).unwrap_err().to_string();
+        let dir = e
+            .strip_prefix("failed to mount ")
+            .and_then(|rest| rest.split(": ").next())
+            .unwrap_or_else(|| panic!("{e}"));
+        assert!(dir.contains("corral-mount"), "{e}");
+        assert!(!Path::new(dir).exists(), "{e}");
     }
 }

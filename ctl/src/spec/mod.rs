@@ -1,6 +1,7 @@
 //! OCI runtime specs as containerd 1.6's client generates them (its `oci` package): the
 //! default Unix spec ([`Spec::default_unix`]), the options `ctr` applies on top of it (methods
-//! named after containerd's `With...` options, in [`opts`]), and the JSON containerd stores.
+//! named after containerd's `With...` options, in [`opts`], [`user`] and, for an image's
+//! runtime configuration, [`image_config`]), and the JSON containerd stores.
 //!
 //! The model is `oci_spec::runtime::Spec`, with one exception: capability sets. oci-spec
 //! keeps them as hash sets of known names, while containerd keeps ordered lists of any
@@ -15,6 +16,7 @@
 pub mod caps;
 pub mod defaults;
 pub mod devices;
+pub mod image_config;
 pub mod mounts;
 pub mod omitempty;
 pub mod opts;

@@ -132,6 +132,35 @@ fn checked_root(root: &Path) -> Result<&Path, SpecError> {
     }
 }
 
+/// Where the user options read `/etc/passwd` and `/etc/group`: the spec's root directory,
+/// or the container's snapshot mounted on a temporary directory, as containerd's options
+/// choose between `s.Root.Path` and `mount.WithTempMount` of the snapshot's mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRoot<'a> {
+    /// A root filesystem directory (`--rootfs`), which must be absolute.
+    Dir(&'a Path),
+    /// The container's snapshot mounted at this directory; a lookup failing there says so,
+    /// naming the directory (`mount callback failed on <dir>: ...`).
+    TempMount(&'a Path),
+}
+
+impl<'a> From<&'a Path> for UserRoot<'a> {
+    fn from(root: &'a Path) -> Self {
+        UserRoot::Dir(root)
+    }
+}
+
+impl UserRoot<'_> {
+    /// Runs the lookup `f` on the root directory, as containerd runs its callbacks.
+    fn lookup<T>(self, f: impl FnOnce(&Path) -> Result<T, SpecError>) -> Result<T, SpecError> {
+        match self {
+            UserRoot::Dir(root) => f(checked_root(root)?),
+            UserRoot::TempMount(root) => f(root)
+                .map_err(|e| e.context(&format!("mount callback failed on {}", root.display()))),
+        }
+    }
+}
+
 impl Spec {
     fn set_uid_gid(&mut self, uid: u32, gid: u32) {
         let user = self.process().user_mut();
@@ -156,14 +185,18 @@ impl Spec {
 
     /// containerd's `WithUser`: `user`, `uid`, `user:group`, `uid:gid`, `uid:group` or
     /// `user:gid`, names resolved in the root filesystem at `root`.
-    pub fn with_user(&mut self, userstr: &str, root: &Path) -> Result<(), SpecError> {
+    pub fn with_user<'a>(
+        &mut self,
+        userstr: &str,
+        root: impl Into<UserRoot<'a>>,
+    ) -> Result<(), SpecError> {
         self.clear_additional_gids();
-        let result = self.set_user(userstr, root);
+        let result = self.set_user(userstr, root.into());
         self.ensure_additional_gids();
         result
     }
 
-    fn set_user(&mut self, userstr: &str, root: &Path) -> Result<(), SpecError> {
+    fn set_user(&mut self, userstr: &str, root: UserRoot) -> Result<(), SpecError> {
         let parts: Vec<&str> = userstr.split(':').collect();
         match parts.as_slice() {
             [one] => match one.parse::<i64>() {
@@ -190,16 +223,18 @@ impl Spec {
                     self.set_uid_gid(uid, gid);
                     return Ok(());
                 }
-                let root = checked_root(root)?;
-                if let Some(name) = username {
-                    uid = user_from_path(root, |u| u.name == name)
-                        .map_err(|e| e.into_error("no users found"))?
-                        .uid as u32;
-                }
-                if let Some(name) = groupname {
-                    gid = gid_from_path(root, |g| g.name == name)
-                        .map_err(|e| e.into_error("no groups found"))?;
-                }
+                let (uid, gid) = root.lookup(|root| {
+                    if let Some(name) = username {
+                        uid = user_from_path(root, |u| u.name == name)
+                            .map_err(|e| e.into_error("no users found"))?
+                            .uid as u32;
+                    }
+                    if let Some(name) = groupname {
+                        gid = gid_from_path(root, |g| g.name == name)
+                            .map_err(|e| e.into_error("no groups found"))?;
+                    }
+                    Ok((uid, gid))
+                })?;
                 self.set_uid_gid(uid, gid);
                 Ok(())
             }
@@ -211,69 +246,84 @@ impl Spec {
 
     /// containerd's `WithUserID`: uid and primary gid of the passwd entry for `uid`; when
     /// there is no passwd file or no such entry, `uid` with gid 0.
-    pub fn with_user_id(&mut self, uid: u32, root: &Path) -> Result<(), SpecError> {
+    pub fn with_user_id<'a>(
+        &mut self,
+        uid: u32,
+        root: impl Into<UserRoot<'a>>,
+    ) -> Result<(), SpecError> {
         self.clear_additional_gids();
-        let root = checked_root(root);
-        let result = root.and_then(|root| {
-            match user_from_path(root, |u| u.uid == i64::from(uid)) {
-                Ok(u) => self.set_uid_gid(u.uid as u32, u.gid as u32),
-                Err(Lookup::Missing(_) | Lookup::NoMatch) => self.set_uid_gid(uid, 0),
-                Err(Lookup::Failed(e)) => return Err(e),
-            }
-            Ok(())
-        });
+        let result =
+            root.into().lookup(
+                |root| match user_from_path(root, |u| u.uid == i64::from(uid)) {
+                    Ok(u) => Ok((u.uid as u32, u.gid as u32)),
+                    Err(Lookup::Missing(_) | Lookup::NoMatch) => Ok((uid, 0)),
+                    Err(Lookup::Failed(e)) => Err(e),
+                },
+            );
+        let result = result.map(|(uid, gid)| self.set_uid_gid(uid, gid));
         self.ensure_additional_gids();
         result
     }
 
     /// containerd's `WithUsername`: uid and primary gid of the passwd entry named
     /// `username`, which must exist.
-    pub fn with_username(&mut self, username: &str, root: &Path) -> Result<(), SpecError> {
+    pub fn with_username<'a>(
+        &mut self,
+        username: &str,
+        root: impl Into<UserRoot<'a>>,
+    ) -> Result<(), SpecError> {
         self.clear_additional_gids();
-        let result = checked_root(root).and_then(|root| {
-            let u = user_from_path(root, |u| u.name == username)
-                .map_err(|e| e.into_error("no users found"))?;
-            self.set_uid_gid(u.uid as u32, u.gid as u32);
-            Ok(())
+        let result = root.into().lookup(|root| {
+            user_from_path(root, |u| u.name == username).map_err(|e| e.into_error("no users found"))
         });
+        let result = result.map(|u| self.set_uid_gid(u.uid as u32, u.gid as u32));
         self.ensure_additional_gids();
         result
     }
 
     /// containerd's `WithAdditionalGIDs`: the groups of `/etc/group` listing the user (a
     /// name, or a uid looked up in `/etc/passwd`) as a member, after the primary gid.
-    pub fn with_additional_gids(&mut self, userstr: &str, root: &Path) -> Result<(), SpecError> {
+    pub fn with_additional_gids<'a>(
+        &mut self,
+        userstr: &str,
+        root: impl Into<UserRoot<'a>>,
+    ) -> Result<(), SpecError> {
         self.clear_additional_gids();
-        let root = checked_root(root)?;
-        let username = match userstr.parse::<i64>() {
-            Ok(uid) => match user_from_path(root, |u| u.uid == uid) {
-                Ok(u) => u.name,
-                Err(Lookup::Missing(_) | Lookup::NoMatch) => {
-                    self.ensure_additional_gids();
-                    return Ok(());
+        // As in containerd, the primary gid is put back only once the files were reached.
+        root.into().lookup(|root| {
+            let result = supplementary_gids(userstr, root).map(|gids| {
+                if let Some(gids) = gids {
+                    self.process().user_mut().set_additional_gids(Some(gids));
                 }
-                Err(Lookup::Failed(e)) => {
-                    self.ensure_additional_gids();
-                    return Err(e);
-                }
-            },
-            Err(_) => userstr.to_string(),
-        };
-        let result = match read_file(root, "/etc/group") {
-            Ok(text) => {
-                let gids: Vec<u32> = parse_group(&text)
-                    .into_iter()
-                    .filter(|g| g.name != username && g.members.contains(&username))
-                    .map(|g| g.gid as u32)
-                    .collect();
-                self.process().user_mut().set_additional_gids(Some(gids));
-                Ok(())
-            }
-            Err(Lookup::Missing(_) | Lookup::NoMatch) => Ok(()),
-            Err(Lookup::Failed(e)) => Err(e),
-        };
-        self.ensure_additional_gids();
-        result
+            });
+            self.ensure_additional_gids();
+            result
+        })
+    }
+}
+
+/// The gids of the groups under `root` that list the user `userstr` (a name, or a uid looked
+/// up in `/etc/passwd`) as a member, its own group aside; `None` when the user or the group
+/// file is not there.
+fn supplementary_gids(userstr: &str, root: &Path) -> Result<Option<Vec<u32>>, SpecError> {
+    let username = match userstr.parse::<i64>() {
+        Ok(uid) => match user_from_path(root, |u| u.uid == uid) {
+            Ok(u) => u.name,
+            Err(Lookup::Missing(_) | Lookup::NoMatch) => return Ok(None),
+            Err(Lookup::Failed(e)) => return Err(e),
+        },
+        Err(_) => userstr.to_string(),
+    };
+    match read_file(root, "/etc/group") {
+        Ok(text) => Ok(Some(
+            parse_group(&text)
+                .into_iter()
+                .filter(|g| g.name != username && g.members.contains(&username))
+                .map(|g| g.gid as u32)
+                .collect(),
+        )),
+        Err(Lookup::Missing(_) | Lookup::NoMatch) => Ok(None),
+        Err(Lookup::Failed(e)) => Err(e),
     }
 }
 

@@ -1,0 +1,342 @@
+//! A container from an image, as ctr 1.6.20's `NewContainer` and containerd's client make
+//! it: the image record (`Images.Get`), its manifest for the platform, unpacked for the
+//! snapshotter when it is not (`Image.IsUnpacked`, `Image.Unpack`), then, under a temporary
+//! lease (`Client.NewContainer` runs under `WithLease`):
+//!
+//! - the labels: the image config's (`WithImageConfigLabels`), the image record's and the
+//!   `--label`s over them (`WithAdditionalContainerLabels`), and the stop signal
+//!   (`WithImageStopSignal`, `SIGTERM` when the image names none);
+//! - a new active snapshot keyed by the container id on the image's chain ID, with the
+//!   `--snapshotter-label`s (`WithNewSnapshot`; ctr prepares an active snapshot even with
+//!   `--read-only`, and the runtime mounts it read-only);
+//! - the spec, with `WithImageConfig` reading users and groups from that snapshot, mounted
+//!   read-only on a temporary directory for the duration (`mount.WithTempMount`);
+//! - the record, created while the lease still holds the snapshot.
+//!
+//! If anything fails once the snapshot is prepared, it is removed again before the lease
+//! goes, so a failed create leaves nothing behind.
+
+use std::collections::{BTreeMap, HashMap};
+
+use corral_protocols::rpc::{CallContext, Client};
+use corral_protocols::services::containers::v1::containers::Container;
+use corral_protocols::services::content::v1::content_rpc::ContentClient;
+use corral_protocols::services::diff::v1::diff_rpc::DiffClient;
+use corral_protocols::services::images::v1::images_rpc::ImagesClient;
+use corral_protocols::services::leases::v1::leases_rpc::LeasesClient;
+use corral_protocols::services::namespaces::v1::namespace_rpc::NamespacesClient;
+use corral_protocols::services::snapshots::v1::snapshots::{
+    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+};
+use corral_protocols::services::snapshots::v1::snapshots_rpc::SnapshotsClient;
+
+use super::{create, new_record, new_spec, runtime_options, SpecFlags, SpecRoot};
+use crate::commands::container_flags::ContainerFlags;
+use crate::commands::{parse_labels, CtlError, CtlResult, Env};
+use crate::image::content::{read_blob, ContentStore, RemoteContent};
+use crate::image::error::{ImageError, Result as ImageResult};
+use crate::image::handlers;
+use crate::image::image_store::{Image, ImageStore, RemoteImages};
+use crate::image::lease::{TempLease, DEFAULT_EXPIRY};
+use crate::image::media_types;
+use crate::image::mount::{try_readonly, TempMount};
+use crate::image::platforms::{self, Matcher};
+use crate::image::unpack::{image_chain_id, resolve_snapshotter, Unpacker};
+use crate::spec::image_config::ImageConfig;
+
+/// The container label holding the signal that stops it (`containerd.StopSignalLabel`).
+pub const STOP_SIGNAL_LABEL: &str = "io.containerd.image.config.stop-signal";
+/// The stop signal when the image names none (ctr's default for `WithImageStopSignal`).
+pub const DEFAULT_STOP_SIGNAL: &str = "SIGTERM";
+/// The most bytes a label's key and value may hold together (containerd's `labels.Validate`).
+const MAX_LABEL_SIZE: usize = 4096;
+
+/// Creates container `id` from the image `reference` on `client`, as ctr does; the record
+/// corrald stored.
+pub(super) fn new_container(
+    client: &Client,
+    env: &Env,
+    flags: &ContainerFlags,
+    reference: &str,
+    id: &str,
+    args: &[String],
+    cpu_shares: i64,
+) -> CtlResult<Container> {
+    let ctx = &env.ctx;
+    let image = RemoteImages::new(ImagesClient::new(client.clone()), ctx.clone()).get(reference)?;
+    let matcher = match flags.platform.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) => Matcher::only(&platforms::parse(p)?),
+        None => Matcher::default_host(),
+    };
+    let snapshotter = resolve_snapshotter(
+        &NamespacesClient::new(client.clone()),
+        ctx,
+        &env.namespace,
+        flags.snapshotter.as_deref().unwrap_or_default(),
+    )?;
+    let store = RemoteContent::new(ContentClient::new(client.clone()), ctx.clone());
+    let parent = ensure_unpacked(client, ctx, &store, &image, &matcher, &snapshotter)?;
+    let checked = SpecFlags::check(flags)?;
+    let runtime = runtime_options(flags)?;
+
+    let lease = TempLease::create(
+        LeasesClient::new(client.clone()),
+        ctx,
+        None,
+        DEFAULT_EXPIRY,
+        HashMap::new(),
+    )?;
+    let ctx = lease.attach(ctx);
+    let config = image_config(&store, &image, &matcher)?;
+    let mut labels = container_labels(&config, &image, &flags.labels);
+    let snapshot = NewSnapshot::prepare(
+        SnapshotsClient::new(client.clone()),
+        &ctx,
+        &snapshotter,
+        id,
+        &parent,
+        &flags.snapshotter_labels,
+    )?;
+    let stop_signal = if config.stop_signal.is_empty() {
+        DEFAULT_STOP_SIGNAL
+    } else {
+        config.stop_signal.as_str()
+    };
+    labels.insert(STOP_SIGNAL_LABEL.to_string(), stop_signal.to_string());
+
+    let spec = snapshot.with_mounted(|mounted| {
+        let root = SpecRoot::Image {
+            config: &config,
+            mounted,
+        };
+        new_spec(&env.namespace, id, &root, args, &checked, cpu_shares).map_err(CtlError::from)
+    })?;
+    let mut record = new_record(id, labels, flags, runtime, spec)?;
+    record.image = image.name.clone();
+    record.snapshotter = snapshotter.clone();
+    record.snapshot_key = id.to_string();
+    let created = create(client, &ctx, record)?;
+    snapshot.keep();
+    release(lease);
+    Ok(created)
+}
+
+/// `Image.IsUnpacked`, then `Image.Unpack` under a lease of its own when it is not; the
+/// image's chain ID, which names its top snapshot.
+fn ensure_unpacked(
+    client: &Client,
+    ctx: &CallContext,
+    store: &dyn ContentStore,
+    image: &Image,
+    matcher: &Matcher,
+    snapshotter: &str,
+) -> ImageResult<String> {
+    let chain = image_chain_id(store, image, matcher)?;
+    if unpacker(client, store, ctx, snapshotter).exists(&chain)? {
+        return Ok(chain);
+    }
+    let lease = TempLease::create(
+        LeasesClient::new(client.clone()),
+        ctx,
+        None,
+        DEFAULT_EXPIRY,
+        HashMap::new(),
+    )?;
+    let ctx = lease.attach(ctx);
+    let leased = RemoteContent::new(ContentClient::new(client.clone()), ctx.clone());
+    let chain = unpacker(client, &leased, &ctx, snapshotter).unpack(image, matcher)?;
+    release(lease);
+    Ok(chain)
+}
+
+/// Deletes a lease once its work is done. Like containerd's client, which defers the
+/// deletion and drops its error, a failure here does not fail the work: it is logged, and
+/// the lease expires on its own.
+fn release(lease: TempLease) {
+    let id = lease.id().to_string();
+    if let Err(e) = lease.release(false) {
+        log::warn!("lease {id} was not deleted: {e}");
+    }
+}
+
+/// The unpacker for `snapshotter` on `client`, reading from `store` and calling with `ctx`.
+fn unpacker<'a>(
+    client: &Client,
+    store: &'a dyn ContentStore,
+    ctx: &CallContext,
+    snapshotter: &str,
+) -> Unpacker<'a> {
+    Unpacker {
+        store,
+        snapshots: SnapshotsClient::new(client.clone()),
+        diff: DiffClient::new(client.clone()),
+        ctx: ctx.clone(),
+        snapshotter: snapshotter.to_string(),
+    }
+}
+
+/// The runtime configuration of `image` for `matcher` (`image.Config`, then the blob read
+/// as the image config it must be).
+fn image_config(
+    store: &dyn ContentStore,
+    image: &Image,
+    matcher: &Matcher,
+) -> CtlResult<ImageConfig> {
+    let desc = handlers::config(store, &image.target, Some(matcher))?;
+    if !media_types::is_config(&desc.media_type) {
+        return Err(CtlError::new(format!(
+            "unknown image config media type {}",
+            desc.media_type
+        )));
+    }
+    Ok(ImageConfig::from_image_json(&read_blob(store, &desc)?)?)
+}
+
+/// The container's labels as ctr builds them: the image config's, then the image record's
+/// (those too large to be a label are skipped with a warning, as ctr's `buildLabels`
+/// does), then the `--label`s.
+fn container_labels(
+    config: &ImageConfig,
+    image: &Image,
+    label_args: &[String],
+) -> BTreeMap<String, String> {
+    let mut labels = config.labels.clone();
+    for (k, v) in &image.labels {
+        if k.len() + v.len() > MAX_LABEL_SIZE {
+            log::warn!(
+                "unable to add image label with key {k} to the container: label key and value length ({} bytes) greater than maximum size ({MAX_LABEL_SIZE} bytes)",
+                k.len() + v.len()
+            );
+            continue;
+        }
+        labels.insert(k.clone(), v.clone());
+    }
+    labels.extend(parse_labels(label_args));
+    labels
+}
+
+/// The container's snapshot, prepared for it; removed again when dropped unless
+/// [`keep`](NewSnapshot::keep) said the container record now holds it.
+struct NewSnapshot {
+    client: SnapshotsClient,
+    ctx: CallContext,
+    snapshotter: String,
+    key: String,
+    kept: bool,
+}
+
+impl NewSnapshot {
+    /// `Snapshots.Prepare(key, parent)` with the `--snapshotter-label`s (`WithNewSnapshot`).
+    fn prepare(
+        client: SnapshotsClient,
+        ctx: &CallContext,
+        snapshotter: &str,
+        key: &str,
+        parent: &str,
+        label_args: &[String],
+    ) -> ImageResult<NewSnapshot> {
+        let req = PrepareSnapshotRequest {
+            snapshotter: snapshotter.to_string(),
+            key: key.to_string(),
+            parent: parent.to_string(),
+            labels: parse_labels(label_args).into_iter().collect(),
+            ..Default::default()
+        };
+        client.prepare(ctx, &req)?;
+        Ok(NewSnapshot {
+            client,
+            ctx: ctx.clone(),
+            snapshotter: snapshotter.to_string(),
+            key: key.to_string(),
+            kept: false,
+        })
+    }
+
+    /// Runs `f` with the snapshot mounted read-only on a temporary directory (as
+    /// containerd's user options do), unmounted and the directory removed whatever `f`
+    /// returns.
+    fn with_mounted<T>(&self, f: impl FnOnce(&std::path::Path) -> CtlResult<T>) -> CtlResult<T> {
+        let req = MountsRequest {
+            snapshotter: self.snapshotter.clone(),
+            key: self.key.clone(),
+            ..Default::default()
+        };
+        let mut mounts = self.client.mounts(&self.ctx, &req)?.mounts;
+        try_readonly(&mut mounts);
+        let temp = TempMount::new(&mounts)?;
+        let result = f(temp.path());
+        match (temp.release(), result) {
+            (Ok(()), result) => result,
+            (Err(u), Ok(_)) => Err(u.into()),
+            (Err(u), Err(e)) => Err(CtlError::new(format!("{u}: {e}"))),
+        }
+    }
+
+    /// The container record refers to the snapshot now: it stays.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for NewSnapshot {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let req = RemoveSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
+            key: self.key.clone(),
+            ..Default::default()
+        };
+        if let Err(s) = self.client.remove(&self.ctx, &req) {
+            let e = ImageError::from(s);
+            if !e.is_not_found() {
+                log::warn!("removing snapshot {:?} of the failed create: {e}", self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::ocispec::Descriptor;
+
+    #[test]
+    fn labels_stack_as_ctr_stacks_them() {
+        let config = ImageConfig {
+            labels: [
+                ("from.config".to_string(), "c".to_string()),
+                ("shared".to_string(), "config".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let mut image = Image::new("docker.io/x/y:z", Descriptor::default());
+        image.labels.insert("shared".into(), "image".into());
+        image.labels.insert("from.image".into(), "i".into());
+        image
+            .labels
+            .insert("huge".into(), "x".repeat(MAX_LABEL_SIZE));
+        let labels = container_labels(
+            &config,
+            &image,
+            &["from.flag=f".to_string(), "bare".to_string()],
+        );
+        assert_eq!(
+            labels,
+            [
+                ("bare", "true"),
+                ("from.config", "c"),
+                ("from.flag", "f"),
+                ("from.image", "i"),
+                ("shared", "image"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>()
+        );
+        let flag_wins = container_labels(&config, &image, &["shared=flag".to_string()]);
+        assert_eq!(flag_wins["shared"], "flag");
+    }
+}
