@@ -12,7 +12,9 @@ use std::process::Output;
 
 use corral_protocols::services::snapshots::v1::snapshots::MountsRequest;
 use corral_protocols::services::snapshots::v1::snapshots_rpc::SnapshotsClient;
-use corral_protocols::services::tasks::v1::tasks::{CreateTaskRequest, DeleteTaskRequest};
+use corral_protocols::services::tasks::v1::tasks::{
+    CreateTaskRequest, DeleteTaskRequest, KillRequest, StartRequest, WaitRequest,
+};
 use corral_protocols::services::tasks::v1::tasks_rpc::TasksClient;
 use corral_tests::ctl::{corralctl, ctl, fails, ok, stderr, stdout};
 use corral_tests::harness::{
@@ -1151,7 +1153,7 @@ fn image_containers_match_ctrs_on_containerd() {
 }
 
 #[test]
-fn deleting_an_image_container_waits_for_its_task() {
+fn deleting_a_container_deletes_its_stopped_task_and_refuses_a_running_one() {
     if !require_root("runs corrald and a container") || require_tool("runc").is_none() {
         return;
     }
@@ -1178,38 +1180,71 @@ fn deleting_an_image_container_waits_for_its_task() {
         .unwrap()
         .mounts;
     let tasks = TasksClient::new(client);
-    tasks
-        .create(
+    let create = |id: &str| {
+        tasks
+            .create(
+                &ctx,
+                &CreateTaskRequest {
+                    container_id: id.into(),
+                    rootfs: mounts.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|s| panic!("{s}; corrald's log: {}", daemon.log_text()))
+    };
+    create("busy");
+    let start = StartRequest {
+        container_id: "busy".into(),
+        ..Default::default()
+    };
+    tasks.start(&ctx, &start).unwrap();
+    // ctr's `c rm` refuses a running task, and leaves everything as it was.
+    let refused = ctl(a, ns, &["c", "rm", "busy"]);
+    let delete_task = || {
+        tasks.delete(
             &ctx,
-            &CreateTaskRequest {
+            &DeleteTaskRequest {
                 container_id: "busy".into(),
-                rootfs: mounts,
                 ..Default::default()
             },
         )
-        .unwrap_or_else(|s| panic!("{s}; corrald's log: {}", daemon.log_text()));
-    let refused = ctl(a, ns, &["c", "rm", "busy"]);
-    // The task goes before anything is asserted, so a failure leaves no container running.
-    let deleted = tasks.delete(
-        &ctx,
-        &DeleteTaskRequest {
-            container_id: "busy".into(),
-            ..Default::default()
-        },
-    );
+    };
+    if refused.status.code() != Some(1) {
+        let _ = delete_task();
+    }
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert_eq!(
         normalized_error(&stderr(&refused)),
-        "cannot delete running task busy: failed precondition"
+        "cannot delete a non stopped container: {running 0 0001-01-01 00:00:00 +0000 UTC}"
     );
-    deleted.unwrap();
-    // Refused means untouched: the record and its snapshot are both still there.
     assert_eq!(
         json_of(&ok(a, ns, &["snapshots", "info", "busy"]))["Kind"],
         "Active"
     );
+    // The library call behind `run --rm` (containerd's Container.Delete) refuses any task.
+    let kill = KillRequest {
+        container_id: "busy".into(),
+        signal: 9,
+        ..Default::default()
+    };
+    tasks.kill(&ctx, &kill).unwrap();
+    let wait = WaitRequest {
+        container_id: "busy".into(),
+        ..Default::default()
+    };
+    assert_eq!(tasks.wait(&ctx, &wait).unwrap().exit_status, 137);
+    // A stopped task goes first, then the container and its snapshot.
     ok(a, ns, &["c", "rm", "busy"]);
+    assert_eq!(
+        delete_task().unwrap_err().code(),
+        corral_protocols::rpc::Code::NOT_FOUND
+    );
     let err = fails(a, ns, &["snapshots", "info", "busy"]);
     assert!(err.contains("not found"), "{err}");
     assert_eq!(ok(a, ns, &["c", "ls", "-q"]), "");
+    let bundles = temp.state().join("io.containerd.runtime.v2.task").join(ns);
+    assert_eq!(
+        std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0),
+        0
+    );
 }

@@ -13,8 +13,11 @@ use corral_protocols::services::containers::v1::containers_rpc::{
 };
 use corral_protocols::services::snapshots::v1::snapshots::RemoveSnapshotRequest;
 use corral_protocols::services::snapshots::v1::snapshots_rpc::SnapshotsClient;
-use corral_protocols::services::tasks::v1::tasks::GetRequest as GetTaskRequest;
+use corral_protocols::services::tasks::v1::tasks::{
+    DeleteTaskRequest, GetRequest as GetTaskRequest,
+};
 use corral_protocols::services::tasks::v1::tasks_rpc::TasksClient;
+use corral_protocols::types::task::task::Status as TaskStatus;
 use protobuf::well_known_types::field_mask::FieldMask;
 
 use super::container_flags::{ContainerArgs, ContainerFlags};
@@ -127,13 +130,66 @@ pub fn run(env: &Env, cmd: ContainersCommand) -> CtlResult {
             let conn = env.connect()?;
             let mut first_err = None;
             for id in ids {
-                if let Err(e) = delete_container(&conn, env, &id, keep_snapshot) {
+                let deleted = delete_stopped_task(&conn, env, &id)
+                    .and_then(|()| delete_container(&conn, env, &id, keep_snapshot));
+                if let Err(e) = deleted {
                     log::error!("failed to delete container {id:?}: {e}");
                     first_err.get_or_insert(e);
                 }
             }
             first_err.map_or(Ok(()), Err)
         }
+    }
+}
+
+/// ctr's `containers delete` first deletes a task that is stopped or only created (and the
+/// fifos it was given), and refuses a container whose task runs.
+fn delete_stopped_task(conn: &Client, env: &Env, id: &str) -> CtlResult {
+    let tasks = TasksClient::new(conn.clone());
+    let req = GetTaskRequest {
+        container_id: id.to_string(),
+        ..Default::default()
+    };
+    let process = match tasks.get(&env.ctx, &req) {
+        Ok(r) => r.process.unwrap_or_default(),
+        // No task (or no Tasks service): nothing to do first.
+        Err(_) => return Ok(()),
+    };
+    let status = process.status.enum_value_or_default();
+    if !matches!(status, TaskStatus::STOPPED | TaskStatus::CREATED) {
+        // Go prints containerd.Status with %v: {status code exited-at}.
+        let exited = match process.exited_at.as_ref() {
+            Some(t) if t.seconds != 0 || t.nanos != 0 => rfc3339_nano(Some(t)),
+            _ => "0001-01-01 00:00:00 +0000 UTC".to_string(),
+        };
+        return Err(CtlError::new(format!(
+            "cannot delete a non stopped container: {{{} {} {exited}}}",
+            format!("{status:?}").to_lowercase(),
+            process.exit_status
+        )));
+    }
+    let req = DeleteTaskRequest {
+        container_id: id.to_string(),
+        ..Default::default()
+    };
+    tasks.delete(&env.ctx, &req)?;
+    remove_fifos(&[&process.stdin, &process.stdout, &process.stderr]);
+    Ok(())
+}
+
+/// Removes a task's fifos and the directory holding them (containerd's `loadFifos` closer);
+/// URIs (`file://`, `binary://`) and empty paths are left alone.
+fn remove_fifos(paths: &[&str]) {
+    let fifos: Vec<&std::path::Path> = paths
+        .iter()
+        .filter(|p| !p.is_empty() && !p.contains("://"))
+        .map(std::path::Path::new)
+        .collect();
+    for p in &fifos {
+        let _ = std::fs::remove_file(p);
+    }
+    if let Some(dir) = fifos.first().and_then(|p| p.parent()) {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 
