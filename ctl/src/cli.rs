@@ -1,5 +1,6 @@
 //! corralctl's global flags and commands, named as `ctr` names them.
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -10,7 +11,9 @@ use crate::commands::images::ImagesCommand;
 use crate::commands::leases::LeasesCommand;
 use crate::commands::namespaces::NamespacesCommand;
 use crate::commands::plugins::PluginsCommand;
+use crate::commands::run::RunCommand;
 use crate::commands::snapshots::SnapshotsCommand;
+use crate::commands::tasks::TasksCommand;
 
 /// The daemon socket when neither `--address` nor `CORRAL_ADDRESS` says otherwise.
 pub const DEFAULT_ADDRESS: &str = "/run/corral/corral.sock";
@@ -80,9 +83,59 @@ pub enum Command {
     /// manage namespaces
     #[command(visible_aliases = ["namespace", "ns"], subcommand)]
     Namespaces(NamespacesCommand),
+    /// run a container
+    #[command(
+        override_usage = "corralctl run [flags] IMAGE|ROOTFS CONTAINER [COMMAND] [ARG...]\n       corralctl run [flags] --config SPEC.json CONTAINER"
+    )]
+    Run(Box<RunCommand>),
     /// manage snapshots
     #[command(visible_alias = "snapshot")]
     Snapshots(SnapshotsCommand),
+    /// manage tasks
+    #[command(visible_aliases = ["t", "task"], subcommand)]
+    Tasks(TasksCommand),
+}
+
+/// The command line with ctr's one short flag that clashes with a global one translated:
+/// after `tasks kill`, `-a` is `--all` (ctr reads global flags only before the command, so
+/// there `-a` names the address only in front of `tasks`).
+pub fn ctr_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+    let mut out: Vec<OsString> = args.into_iter().collect();
+    let takes_value =
+        |a: &str| matches!(a, "-a" | "--address" | "-n" | "--namespace" | "--timeout");
+    let mut noun = false;
+    let mut i = 1;
+    while i < out.len() {
+        let arg = out[i].to_str().unwrap_or_default();
+        if arg == "--" {
+            break;
+        }
+        if arg.starts_with('-') {
+            i += if takes_value(arg) { 2 } else { 1 };
+            continue;
+        }
+        if !noun {
+            if !matches!(arg, "tasks" | "task" | "t") {
+                return out;
+            }
+            noun = true;
+            i += 1;
+            continue;
+        }
+        if arg != "kill" {
+            return out;
+        }
+        for later in out.iter_mut().skip(i + 1) {
+            if later == "--" {
+                break;
+            }
+            if later == "-a" {
+                *later = OsString::from("--all");
+            }
+        }
+        break;
+    }
+    out
 }
 
 /// Go durations (`10s`, `1.5m`, `1h30m`, `0`), read as ctr reads them.
@@ -140,6 +193,185 @@ mod tests {
         }
         assert!(Cli::try_parse_from(["corralctl", "leases", "create", "--expires", "1y"]).is_err());
         assert!(Cli::try_parse_from(["corralctl", "ns", "rm"]).is_err());
+    }
+
+    #[test]
+    fn run_and_tasks_take_ctrs_flags_and_aliases() {
+        for args in [
+            &[
+                "corralctl",
+                "run",
+                "--rm",
+                "--rootfs",
+                "/r",
+                "web",
+                "sh",
+                "-c",
+                "exit 3",
+            ][..],
+            &[
+                "corralctl",
+                "run",
+                "-d",
+                "-t",
+                "--fifo-dir",
+                "/f",
+                "img",
+                "web",
+            ],
+            &[
+                "corralctl",
+                "run",
+                "--null-io",
+                "--cpu-shares",
+                "512",
+                "img",
+                "web",
+            ],
+            &[
+                "corralctl",
+                "run",
+                "--log-uri",
+                "file:///l",
+                "--pid-file",
+                "/p",
+                "i",
+                "c",
+            ],
+            &["corralctl", "run", "--config", "spec.json", "web"],
+            &["corralctl", "t", "ls", "-q"],
+            &["corralctl", "task", "list"],
+            &[
+                "corralctl",
+                "tasks",
+                "start",
+                "--null-io",
+                "-d",
+                "--no-pivot",
+                "web",
+            ],
+            &[
+                "corralctl",
+                "tasks",
+                "start",
+                "--log-uri",
+                "binary:///l",
+                "--pid-file",
+                "/p",
+                "web",
+            ],
+            &["corralctl", "tasks", "attach", "web"],
+            &[
+                "corralctl",
+                "t",
+                "exec",
+                "--exec-id",
+                "e1",
+                "-t",
+                "--cwd",
+                "/",
+                "web",
+                "sh",
+                "-c",
+                "id",
+            ],
+            &[
+                "corralctl",
+                "t",
+                "exec",
+                "--exec-id",
+                "e1",
+                "--user",
+                "1000:1000",
+                "-d",
+                "web",
+                "ls",
+                "-l",
+            ],
+            &["corralctl", "t", "kill", "-s", "SIGUSR1", "--all", "web"],
+            &[
+                "corralctl",
+                "t",
+                "kill",
+                "--signal",
+                "9",
+                "--exec-id",
+                "e1",
+                "web",
+            ],
+            &["corralctl", "t", "ps", "web"],
+            &["corralctl", "t", "pause", "web"],
+            &["corralctl", "t", "resume", "web"],
+            &["corralctl", "t", "metrics", "--format", "json", "web"],
+            &["corralctl", "t", "metric", "web"],
+            &["corralctl", "t", "rm", "-f", "a", "b"],
+            &["corralctl", "t", "del", "--exec-id", "e1", "web"],
+            &["corralctl", "t", "remove", "web"],
+            &["corralctl", "t", "delete", "web"],
+            &[
+                "corralctl",
+                "t",
+                "checkpoint",
+                "--exit",
+                "--image-path",
+                "/c",
+                "web",
+            ],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        // An exec needs its id.
+        assert!(Cli::try_parse_from(["corralctl", "t", "exec", "web", "sh"]).is_err());
+        // The command's own flags belong to it.
+        let cli = Cli::try_parse_from([
+            "corralctl",
+            "t",
+            "exec",
+            "--exec-id",
+            "e",
+            "web",
+            "sh",
+            "-c",
+            "x",
+            "--cwd",
+            "/",
+        ])
+        .unwrap();
+        let Command::Tasks(crate::commands::tasks::TasksCommand::Exec(e)) = cli.command else {
+            panic!("not an exec");
+        };
+        assert_eq!(e.args, ["sh", "-c", "x", "--cwd", "/"]);
+        assert_eq!(e.cwd, None);
+        let cli =
+            Cli::try_parse_from(["corralctl", "run", "--rm", "/r", "web", "ls", "-l"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not a run");
+        };
+        assert!(run.rm);
+        assert_eq!(run.args.command, ["ls", "-l"]);
+    }
+
+    #[test]
+    fn kill_takes_ctrs_short_all_flag() {
+        let parse = |args: &[&str]| {
+            let args = ctr_args(args.iter().map(OsString::from));
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Tasks(crate::commands::tasks::TasksCommand::Kill(k)) = cli.command else {
+                panic!("not a kill");
+            };
+            (cli.address, k)
+        };
+        let (address, k) = parse(&["corralctl", "-a", "/s", "t", "kill", "-a", "-s", "9", "web"]);
+        assert_eq!(address, "/s");
+        assert!(k.all);
+        assert_eq!(k.id.as_deref(), Some("web"));
+        let (_, k) = parse(&["corralctl", "-n", "t", "tasks", "kill", "web"]);
+        assert!(!k.all);
+        // Elsewhere `-a` stays the address.
+        let args = ctr_args(["corralctl", "c", "ls", "-a", "/s"].map(OsString::from));
+        assert_eq!(args[3], "-a");
+        let args = ctr_args(["corralctl", "t", "ls", "-a", "/s"].map(OsString::from));
+        assert_eq!(args[3], "-a");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! corralctl: a command line for corrald, shaped like containerd's `ctr`.
 
+pub mod cio;
 pub mod cli;
 pub mod commands;
 pub mod image;

@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use corral_ctl::cli::{Cli, Command};
+use corral_ctl::cli::{self, Cli, Command};
+use corral_ctl::commands::tasks::ExitStatus;
 use corral_ctl::commands::{self, CtlResult, Env};
 use corral_ctl::version;
 use corral_protocols::rpc::CallContext;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::ctr_args(std::env::args_os()));
     env_logger::Builder::new()
         .filter_level(if cli.debug {
             log::LevelFilter::Debug
@@ -29,7 +30,8 @@ fn main() -> ExitCode {
         ctx,
     };
     match run(&env, cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        // As Go's os.Exit does with a process's status: only its low byte reaches the parent.
+        Ok(status) => ExitCode::from((status & 0xff) as u8),
         Err(e) => {
             eprintln!("corralctl: {e}");
             ExitCode::FAILURE
@@ -37,24 +39,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(env: &Env, command: Command) -> CtlResult {
+/// Runs `command`; the status to exit with (a task's exit status for `run` and the task
+/// commands that wait for one, else 0).
+fn run(env: &Env, command: Command) -> CtlResult<ExitStatus> {
+    let done = |r: CtlResult| r.map(|()| 0);
     match command {
+        Command::Run(cmd) => commands::run::run(env, &cmd),
+        Command::Tasks(cmd) => commands::tasks::run(env, cmd),
         Command::Version => {
             print!("{}", version::client_section());
             let server = version::server_section(&env.address, &env.ctx)
                 .map_err(|e| commands::CtlError::new(e.to_string()))?;
             println!();
             print!("{server}");
-            Ok(())
+            Ok(0)
         }
-        Command::Namespaces(cmd) => commands::namespaces::run(env, cmd),
-        Command::Containers(cmd) => commands::containers::run(env, cmd),
-        Command::Images(cmd) => commands::images::run(env, cmd),
-        Command::Content(cmd) => commands::content::run(env, cmd),
-        Command::Snapshots(cmd) => commands::snapshots::run(env, cmd),
-        Command::Leases(cmd) => commands::leases::run(env, cmd),
-        Command::Events { filters } => commands::events::run(env, filters),
-        Command::Info => commands::info::run(env),
-        Command::Plugins(cmd) => commands::plugins::run(env, cmd),
+        Command::Namespaces(cmd) => done(commands::namespaces::run(env, cmd)),
+        Command::Containers(cmd) => done(commands::containers::run(env, cmd)),
+        Command::Images(cmd) => done(commands::images::run(env, cmd)),
+        Command::Content(cmd) => done(commands::content::run(env, cmd)),
+        Command::Snapshots(cmd) => done(commands::snapshots::run(env, cmd)),
+        Command::Leases(cmd) => done(commands::leases::run(env, cmd)),
+        Command::Events { filters } => done(commands::events::run(env, filters)),
+        Command::Info => done(commands::info::run(env)),
+        Command::Plugins(cmd) => done(commands::plugins::run(env, cmd)),
     }
 }

@@ -12,7 +12,9 @@ pub mod leases;
 pub mod namespaces;
 pub mod new_container;
 pub mod plugins;
+pub mod run;
 pub mod snapshots;
+pub mod tasks;
 
 use std::collections::BTreeMap;
 use std::io;
