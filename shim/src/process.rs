@@ -93,6 +93,9 @@ pub struct Inner {
     pub pid: i32,
     pub exit: Option<ExitInfo>,
     pub io: Option<ProcessIo>,
+    /// `CloseIO` came before the process's IO was set up (an exec is only given its IO at
+    /// Start): stdin is closed as soon as it is.
+    pub close_stdin_pending: bool,
 }
 
 /// One process: the task's init (`exec_id` empty) or an exec.
@@ -116,6 +119,7 @@ impl Process {
                 pid: 0,
                 exit: None,
                 io: None,
+                close_stdin_pending: false,
             }),
             exited: Condvar::new(),
         }

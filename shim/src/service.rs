@@ -437,6 +437,9 @@ impl TaskService {
         let pid = Self::read_pid(&pid_file)?;
         let mut inner = p.lock();
         inner.pid = pid;
+        if inner.close_stdin_pending {
+            io.close_stdin();
+        }
         inner.io = Some(io);
         Ok(pid)
     }
@@ -737,8 +740,10 @@ impl Task for TaskService {
     fn close_io(&self, _ctx: &RequestContext, req: CloseIORequest) -> RpcResult<Empty> {
         let (_c, p) = self.process(&req.id, &req.exec_id)?;
         if req.stdin {
-            if let Some(io) = p.lock().io.as_ref() {
-                io.close_stdin();
+            let mut inner = p.lock();
+            match inner.io.as_ref() {
+                Some(io) => io.close_stdin(),
+                None => inner.close_stdin_pending = true,
             }
         }
         Ok(Empty::new())

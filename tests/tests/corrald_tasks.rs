@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use corral_protocols::events::task::TaskExit;
 use corral_protocols::rpc::{CallContext, Client, Code};
+use corral_protocols::services::containers::v1::containers::GetContainerRequest;
+use corral_protocols::services::containers::v1::containers_rpc::ContainersClient;
 use corral_protocols::services::events::v1::events::{PublishRequest, SubscribeRequest};
 use corral_protocols::services::events::v1::events_rpc::EventsClient;
 use corral_protocols::services::tasks::v1::tasks::*;
@@ -417,6 +419,90 @@ fn task_errors_use_containerds_codes() {
     let again = env.delete("busy").unwrap_err();
     assert_eq!(again.code(), Code::NOT_FOUND);
     ok(env.d().socket(), NS, &["c", "rm", "busy"]);
+    env.finish();
+}
+
+#[test]
+fn closing_an_execs_stdin_before_it_starts_still_ends_its_input() {
+    let Some(env) = Env::start(false) else { return };
+    env.container("io", &[], &["/bin/sleep", "600"]);
+    env.create_task("io").unwrap();
+    env.start_task("io");
+    // The exec's process is the container's, running cat.
+    let containers = ContainersClient::new(env.d().client().unwrap());
+    let c = containers
+        .get(
+            &Env::ctx(),
+            &GetContainerRequest {
+                id: "io".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .container
+        .unwrap();
+    let spec: serde_json::Value = serde_json::from_slice(&c.spec.value).unwrap();
+    let mut process = spec["process"].clone();
+    process["args"] = serde_json::json!(["/bin/cat"]);
+    let stdin = env.temp.join("e1-stdin");
+    nix::unistd::mkfifo(&stdin, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Held open until the exec started (a fifo with no end open loses what it holds).
+    let mut writer = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&stdin)
+        .unwrap();
+    let exec = ExecProcessRequest {
+        container_id: "io".into(),
+        exec_id: "e1".into(),
+        stdin: stdin.to_string_lossy().into_owned(),
+        stdout: format!("file://{}", env.temp.join("e1.out").display()),
+        spec: protobuf::MessageField::some(protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: serde_json::to_vec(&process).unwrap(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    env.tasks().exec(&Env::ctx(), &exec).unwrap();
+    let close = CloseIORequest {
+        container_id: "io".into(),
+        exec_id: "e1".into(),
+        stdin: true,
+        ..Default::default()
+    };
+    env.tasks().close_io(&Env::ctx(), &close).unwrap();
+    let start = StartRequest {
+        container_id: "io".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    env.tasks().start(&Env::ctx(), &start).unwrap();
+    // The client's end goes; the shim's own writer went with the early CloseIO, so cat's
+    // input ends.
+    std::io::Write::write_all(&mut writer, b"through\n").unwrap();
+    drop(writer);
+    let wait = WaitRequest {
+        container_id: "io".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    let waited = env
+        .tasks()
+        .wait(&Env::ctx().with_timeout(DEADLINE), &wait)
+        .unwrap_or_else(|e| panic!("cat never saw the end of its input: {e}"));
+    assert_eq!(waited.exit_status, 0);
+    assert_eq!(env.output("e1"), "through\n");
+    let del = DeleteProcessRequest {
+        container_id: "io".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    env.tasks().delete_process(&Env::ctx(), &del).unwrap();
+    env.kill("io", 9);
+    env.wait_status("io", TaskStatus::STOPPED);
+    env.delete("io").unwrap();
+    ok(env.d().socket(), NS, &["c", "rm", "io"]);
     env.finish();
 }
 
