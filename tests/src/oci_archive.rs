@@ -225,3 +225,30 @@ pub fn generated_layers(total: usize, layers: usize, seed: u64) -> Vec<Vec<File>
         })
         .collect()
 }
+
+/// Unpacks the bundled busybox image's one layer (tests/fixtures/busybox-oci.tar) into
+/// `rootfs`, using `scratch` for the archive's blob; panics when `tar` fails (tests only).
+pub fn busybox_rootfs(rootfs: &std::path::Path, scratch: &std::path::Path) {
+    let archive = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/busybox-oci.tar");
+    std::fs::create_dir_all(scratch).expect("creating the scratch directory");
+    let layer = "blobs/sha256/bd45cf941c51781cb1b4cc87cb6a526cf6bb5e3e85bf34876acfb6992c3b1029";
+    if !scratch.join(layer).exists() {
+        let st = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(scratch)
+            .arg(layer)
+            .status()
+            .expect("running tar");
+        assert!(st.success(), "tar -xf {}", archive.display());
+    }
+    let st = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(scratch.join(layer))
+        .arg("-C")
+        .arg(rootfs)
+        .status()
+        .expect("running tar");
+    assert!(st.success(), "tar -xzf {layer}");
+}

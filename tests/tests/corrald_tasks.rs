@@ -45,7 +45,7 @@ impl Env {
         let temp = TempRoot::new().unwrap();
         let rootfs = temp.join("rootfs");
         fs::create_dir_all(&rootfs).unwrap();
-        busybox_rootfs(&rootfs, &temp.join("scratch"));
+        corral_tests::oci_archive::busybox_rootfs(&rootfs, &temp.join("scratch"));
         let d = if private_run {
             Corrald::start_private_run(&temp, "corrald.log", "[debug]\nlevel = \"debug\"\n")
         } else {
@@ -211,29 +211,6 @@ fn shims_of(temp: &TempRoot) -> Vec<ProcessInfo> {
                 && p.cmdline.contains(temp.marker())
         })
         .collect()
-}
-
-fn busybox_rootfs(rootfs: &Path, scratch: &Path) {
-    let tar = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/busybox-oci.tar");
-    fs::create_dir_all(scratch).unwrap();
-    let layer = "blobs/sha256/bd45cf941c51781cb1b4cc87cb6a526cf6bb5e3e85bf34876acfb6992c3b1029";
-    let st = std::process::Command::new("tar")
-        .arg("-xf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(scratch)
-        .arg(layer)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let st = std::process::Command::new("tar")
-        .arg("-xzf")
-        .arg(scratch.join(layer))
-        .arg("-C")
-        .arg(rootfs)
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 /// Subscribes to this namespace's task events; returns once the subscription is known to be

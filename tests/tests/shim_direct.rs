@@ -117,7 +117,7 @@ impl FakeDaemon {
         let bundle = self.temp.join(format!("bundles/{id}"));
         let rootfs = bundle.join("rootfs");
         fs::create_dir_all(&rootfs).unwrap();
-        busybox_rootfs(&rootfs, &self.temp.join("oci"));
+        corral_tests::oci_archive::busybox_rootfs(&rootfs, &self.temp.join("oci"));
         let out = Command::new("runc")
             .arg("spec")
             .current_dir(&bundle)
@@ -240,32 +240,6 @@ impl Drop for FakeDaemon {
     fn drop(&mut self) {
         self.server.shutdown(Duration::from_secs(1));
     }
-}
-
-/// Unpacks the busybox layer from the OCI fixture into `rootfs`.
-fn busybox_rootfs(rootfs: &Path, scratch: &Path) {
-    let tar = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/busybox-oci.tar");
-    fs::create_dir_all(scratch).unwrap();
-    let layer = "blobs/sha256/bd45cf941c51781cb1b4cc87cb6a526cf6bb5e3e85bf34876acfb6992c3b1029";
-    if !scratch.join(layer).exists() {
-        let st = Command::new("tar")
-            .arg("-xf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(scratch)
-            .arg(layer)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    let st = Command::new("tar")
-        .arg("-xzf")
-        .arg(scratch.join(layer))
-        .arg("-C")
-        .arg(rootfs)
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 /// Runs `cmd` in a private mount namespace where the hybrid hierarchy's

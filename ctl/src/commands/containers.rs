@@ -173,24 +173,16 @@ fn delete_stopped_task(conn: &Client, env: &Env, id: &str) -> CtlResult {
         ..Default::default()
     };
     tasks.delete(&env.ctx, &req)?;
-    remove_fifos(&[&process.stdin, &process.stdout, &process.stderr]);
-    Ok(())
-}
-
-/// Removes a task's fifos and the directory holding them (containerd's `loadFifos` closer);
-/// URIs (`file://`, `binary://`) and empty paths are left alone.
-fn remove_fifos(paths: &[&str]) {
-    let fifos: Vec<&std::path::Path> = paths
-        .iter()
-        .filter(|p| !p.is_empty() && !p.contains("://"))
-        .map(std::path::Path::new)
+    // Only fifos (not file:// or binary:// URIs) are removed, with their directory.
+    let paths: Vec<std::path::PathBuf> = [&process.stdin, &process.stdout, &process.stderr]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
         .collect();
-    for p in &fifos {
-        let _ = std::fs::remove_file(p);
+    if let Err(e) = crate::cio::fifo::remove_fifos(&paths) {
+        log::warn!("removing the fifos of {id}: {e}");
     }
-    if let Some(dir) = fifos.first().and_then(|p| p.parent()) {
-        let _ = std::fs::remove_dir(dir);
-    }
+    Ok(())
 }
 
 /// `containers create`: creates the container as ctr does; prints nothing.
