@@ -57,5 +57,9 @@ uninstall:
 clean:
 	$(CARGO) clean
 
-demo: release
+# As root (checked first, before anything is built or installed): installs runc if it is
+# missing, builds the release binaries, and runs containers through a private corrald.
+demo:
+	@sh scripts/demo.sh prepare
+	@$(MAKE) --no-print-directory release
 	@sh scripts/demo.sh $(RELEASE)

@@ -4,11 +4,14 @@
 //! - [`shim`]: `containerd-shim-corral-v2` against containerd's Go shim under one private
 //!   containerd 1.6: idle memory and threads per shim, `ctr run --rm` latency, bare `runc run`.
 //! - [`images`]: image import, export and listing against ctr and containerd 1.6.
+//! - [`tasks`]: `corralctl run --rm` through corrald against `ctr run --rm` through containerd
+//!   1.6 and bare `runc run`; daemon + shims memory with idle containers.
 
 pub mod daemon;
 pub mod images;
 pub mod meta;
 pub mod shim;
+pub mod tasks;
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};

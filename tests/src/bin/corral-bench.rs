@@ -5,7 +5,8 @@
 //! ttrpc server's threads and memory with 0, 1 and 20 connected clients (Corral's rpc layer
 //! against Go's ttrpc 1.1.1, the version containerd 1.6 links, serving the same Version call),
 //! and the shim under a private containerd 1.6 against containerd's Go shim and bare runc
-//! ([`corral_tests::bench::shim`]). Needs root, containerd, runc and Go.
+//! ([`corral_tests::bench::shim`]), and containers run through corrald against containerd 1.6
+//! and bare runc ([`corral_tests::bench::tasks`]). Needs root, containerd, runc and Go.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use corral_protocols::rpc::{CallContext, Client};
 use corral_protocols::services::version::v1::version_rpc::VersionClient;
-use corral_tests::bench::{kib, ratio, shim, usage, Usage};
+use corral_tests::bench::{kib, ratio, shim, tasks, usage, Usage};
 
 /// Idle time before reading memory: longer than the rpc layer's handler idle timeout.
 const SETTLE: Duration = Duration::from_secs(6);
@@ -28,10 +29,12 @@ fn main() -> ExitCode {
     // `corral-bench --meta-only`: just the metadata store section, printed, not written.
     // `corral-bench --daemon-only`: just the daemon section, printed, not written.
     // `corral-bench --images-only`: just the images section, printed, not written.
+    // `corral-bench --tasks-only`: just the tasks section, printed, not written.
     let result = match std::env::args().nth(1).as_deref() {
         Some("--meta-only") => meta_section(),
         Some("--daemon-only") => daemon_section(),
         Some("--images-only") => images_section(),
+        Some("--tasks-only") => tasks_section(),
         _ => run(),
     };
     match result {
@@ -60,10 +63,9 @@ fn run() -> Result<String, String> {
         .ok_or("the bench binary has no directory")?
         .to_path_buf();
     // Fail before measuring anything when the shim benchmark cannot run.
-    let shim_tools = shim::tools(
-        &bin_dir,
-        &repo_root().join("tests/fixtures/busybox-oci.tar"),
-    )?;
+    let busybox = repo_root().join("tests/fixtures/busybox-oci.tar");
+    let shim_tools = shim::tools(&bin_dir, &busybox)?;
+    let tasks_tools = tasks::tools(&bin_dir, &busybox)?;
     let mut report = String::from("# Benchmarks\n\n");
     let _ = writeln!(
         report,
@@ -80,6 +82,7 @@ fn run() -> Result<String, String> {
     report.push_str(&meta_section()?);
     report.push_str(&daemon_section()?);
     report.push_str(&images_section()?);
+    report.push_str(&tasks::run(&tasks_tools)?);
 
     let out = repo_root().join("docs/benchmarks.md");
     std::fs::write(&out, &report).map_err(|e| format!("writing {}: {e}", out.display()))?;
@@ -100,6 +103,13 @@ fn images_section() -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
     let bin_dir = exe.parent().ok_or("the bench binary has no directory")?;
     corral_tests::bench::images::run(bin_dir)
+}
+
+fn tasks_section() -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
+    let bin_dir = exe.parent().ok_or("the bench binary has no directory")?;
+    let tools = tasks::tools(bin_dir, &repo_root().join("tests/fixtures/busybox-oci.tar"))?;
+    tasks::run(&tools)
 }
 
 fn today() -> String {
