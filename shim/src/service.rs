@@ -460,14 +460,34 @@ impl TaskService {
             resp.exited_at = MessageField::some(timestamp(exit.at));
         }
         if p.exec_id.is_empty() {
-            if let Err(e) = c.runc.delete(&*self.runner, &c.id, true) {
+            // runc's cleanup and the rootfs unmount run side by side: they touch different
+            // things, and unmounting an overlay syncs its upper file system, which often
+            // takes longer than `runc delete` (a container still in runc's mount namespace
+            // keeps its own mount, so the unmount here never pulls a root from under it).
+            let (deleted, unmounted) = std::thread::scope(|scope| {
+                let unmount = c.rootfs_mounted.then(|| {
+                    std::thread::Builder::new()
+                        .name("unmount".into())
+                        .stack_size(64 * 1024)
+                        .spawn_scoped(scope, || mount::unmount_all(&c.rootfs()))
+                });
+                let deleted = c.runc.delete(&*self.runner, &c.id, true);
+                let unmounted = match unmount {
+                    None => Ok(()),
+                    Some(Ok(handle)) => handle.join().unwrap_or_else(|_| {
+                        Err(std::io::Error::other("the unmount thread failed"))
+                    }),
+                    // No thread: unmount here instead.
+                    Some(Err(_)) => mount::unmount_all(&c.rootfs()),
+                };
+                (deleted, unmounted)
+            });
+            if let Err(e) = deleted {
                 if !e.is_not_found() {
                     return Err(runc_status(e));
                 }
             }
-            if c.rootfs_mounted {
-                mount::unmount_all(&c.rootfs()).map_err(|e| Status::internal(e.to_string()))?;
-            }
+            unmounted.map_err(|e| Status::internal(e.to_string()))?;
             self.containers().remove(&c.id);
             if let Some(oom) = &self.oom {
                 if let Ok(mut w) = oom.lock() {
