@@ -438,6 +438,10 @@ struct Latencies {
     corral: Vec<f64>,
     containerd: Vec<f64>,
     runc: Vec<f64>,
+    /// `runc create`, `start` and `delete` as three runs (what a runc shim makes).
+    runc_steps: Vec<f64>,
+    /// Mounting and unmounting an overlay on the busybox rootfs (what a snapshot costs).
+    overlay: Vec<f64>,
 }
 
 /// One untimed warm-up each, then [`RUNS`] rounds of `corralctl run --rm`, `ctr run --rm`,
@@ -451,6 +455,8 @@ fn latencies(corral: &Side, containerd: &Side, bare: &BareRunc) -> Result<Latenc
         corral: Vec::new(),
         containerd: Vec::new(),
         runc: Vec::new(),
+        runc_steps: Vec::new(),
+        overlay: Vec::new(),
     };
     for i in 0..RUNS {
         l.corral
@@ -459,6 +465,9 @@ fn latencies(corral: &Side, containerd: &Side, bare: &BareRunc) -> Result<Latenc
             containerd.run_rm(&format!("{}run{i}", containerd.prefix))?
         ));
         l.runc.push(ms(bare.run(&format!("runcrun{i}"))?));
+        l.runc_steps
+            .push(ms(bare.three_steps(&format!("runcsteps{i}"))?));
+        l.overlay.push(ms(bare.overlay_cycle(i)?));
     }
     Ok(l)
 }
@@ -609,6 +618,70 @@ impl BareRunc {
     }
 }
 
+impl BareRunc {
+    /// `runc create`, `runc start`, `runc delete --force` of the bundle as three runs, as a
+    /// runc shim runs them (the process, `true`, has exited or is killed by the delete).
+    fn three_steps(&self, id: &str) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        for step in [
+            &["create", "--bundle"][..],
+            &["start"],
+            &["delete", "--force"],
+        ] {
+            let mut cmd = Command::new(&self.runc);
+            cmd.arg("--root").arg(&self.root).args(step);
+            if step[0] == "create" {
+                cmd.arg(&self.bundle);
+            }
+            let status = cmd
+                .arg(id)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map_err(|e| format!("runc {} {id}: {e}", step[0]))?;
+            if !status.success() {
+                return Err(format!("runc {} {id}: {status}", step[0]));
+            }
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Mounts an overlay with the bundle's rootfs as its lower dir and a fresh upper and work
+    /// dir beside the bundle, makes the one directory runc makes in it (`/run`), then
+    /// unmounts it (which syncs the upper file system), timed.
+    fn overlay_cycle(&self, round: usize) -> Result<Duration, String> {
+        let dir = self.root.join(format!("overlay{round}"));
+        let (upper, work, target) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+        for d in [&upper, &work, &target] {
+            std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+        }
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={},index=off",
+            self.bundle.join("rootfs").display(),
+            upper.display(),
+            work.display()
+        );
+        let started = std::time::Instant::now();
+        nix::mount::mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|e| format!("mounting an overlay on {}: {e}", target.display()))?;
+        // What runc writes into every busybox rootfs: the mount point of the spec's `/run`.
+        let made = std::fs::create_dir(target.join("run"));
+        let unmounted = nix::mount::umount2(&target, nix::mount::MntFlags::empty());
+        let took = started.elapsed();
+        unmounted.map_err(|e| format!("unmounting {}: {e}", target.display()))?;
+        made.map_err(|e| format!("creating run in {}: {e}", target.display()))?;
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
+        Ok(took)
+    }
+}
+
 fn untar(archive: &Path, into: &Path) -> Result<(), String> {
     let out = Command::new("tar")
         .arg("-xf")
@@ -736,9 +809,37 @@ fn render(tools: &Tools, latency: &Latencies, ours: &Memory, theirs: &Memory) ->
     );
     let _ = writeln!(
         out,
-        "| `runc run` (bare) | {} | {} | 1.00 | | |\n",
+        "| `runc run` (bare) | {} | {} | 1.00 | | |",
         r.show(1, " ms"),
         ratio(r.median, d.median),
+    );
+    let (steps, overlay) = (
+        spread(&latency.runc_steps).unwrap_or(zero),
+        spread(&latency.overlay).unwrap_or(zero),
+    );
+    let _ = writeln!(
+        out,
+        "| `runc create`, `start`, `delete` as three runs (bare) | {} | {} | {} | | |",
+        steps.show(1, " ms"),
+        ratio(steps.median, d.median),
+        ratio(steps.median, r.median),
+    );
+    let _ = writeln!(
+        out,
+        "| overlay mount, `mkdir /run`, unmount on the busybox rootfs | {} | {} | {} | | |\n",
+        overlay.show(1, " ms"),
+        ratio(overlay.median, d.median),
+        ratio(overlay.median, r.median),
+    );
+    let floor = steps.median + overlay.median;
+    let _ = writeln!(
+        out,
+        "The last two rows are what any runc shim running a container on an overlayfs snapshot \
+         pays before its own work: runc's lifecycle as three runs, and the overlay (runc makes \
+         the mount point `/run` in it, and unmounting it syncs that to the upper file system). Together: {floor:.1} ms, {} bare `runc run`'s median \
+         and {} ctr's.\n",
+        ratio(floor, r.median),
+        ratio(floor, d.median),
     );
     let _ = writeln!(
         out,
