@@ -25,7 +25,7 @@ help:
 	@echo "make lint     cargo fmt --check and clippy with warnings as errors"
 	@echo "make bench    measure against the references; writes docs/benchmarks.md"
 	@echo "make install  put $(BINARIES) in $(BINDIR) (PREFIX=$(PREFIX))"
-	@echo "make demo     build and show what Corral does today"
+	@echo "make demo     as root: build and run containers through a private corrald (installs runc if missing)"
 	@echo "make clean    remove build output"
 
 build:
