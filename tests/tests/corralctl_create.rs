@@ -1157,11 +1157,12 @@ fn deleting_a_container_deletes_its_stopped_task_and_refuses_a_running_one() {
     if !require_root("runs corrald and a container") || require_tool("runc").is_none() {
         return;
     }
+    let ns = "rm-task";
+    let cgroups = corral_tests::harness::cgroups::NamespaceCgroups::watch(ns).unwrap();
     let temp = TempRoot::new().unwrap();
     let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
     daemon.version().expect("corrald's Version call");
     let a = daemon.socket();
-    let ns = "rm-task";
     ok(a, ns, &["images", "import", fixture().to_str().unwrap()]);
     ok(a, ns, &["c", "create", BUSYBOX, "busy", "sleep", "60"]);
 
@@ -1246,5 +1247,10 @@ fn deleting_a_container_deletes_its_stopped_task_and_refuses_a_running_one() {
     assert_eq!(
         std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0),
         0
+    );
+    drop(daemon);
+    assert_eq!(
+        cgroups.remove(std::time::Duration::from_secs(10)),
+        Vec::<PathBuf>::new()
     );
 }

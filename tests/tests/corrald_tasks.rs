@@ -19,7 +19,7 @@ use corral_protocols::services::tasks::v1::tasks::*;
 use corral_protocols::services::tasks::v1::tasks_rpc::TasksClient;
 use corral_protocols::types::task::task::{Process, Status as TaskStatus};
 use corral_tests::ctl::ok;
-use corral_tests::harness::cgroups::CgroupSnapshot;
+use corral_tests::harness::cgroups::NamespaceCgroups;
 use corral_tests::harness::procs::ProcessInfo;
 use corral_tests::harness::{
     mounts_under, require_root, require_tool, wait_for, wait_for_some, Corrald, TempRoot,
@@ -32,7 +32,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 struct Env {
     d: Option<Corrald>,
     rootfs: PathBuf,
-    cgroups: CgroupSnapshot,
+    cgroups: NamespaceCgroups,
     temp: TempRoot,
 }
 
@@ -41,7 +41,7 @@ impl Env {
         if !require_root("runs containers") || require_tool("runc").is_none() {
             return None;
         }
-        let cgroups = CgroupSnapshot::take().unwrap();
+        let cgroups = NamespaceCgroups::watch(NS).unwrap();
         let temp = TempRoot::new().unwrap();
         let rootfs = temp.join("rootfs");
         fs::create_dir_all(&rootfs).unwrap();
@@ -183,22 +183,9 @@ impl Env {
         {
             panic!("shims left: {:?}", shims_of(&self.temp));
         }
-        let leaked = self
-            .cgroups
-            .remove_new(&new_cgroups(&self.cgroups), DEADLINE);
+        let leaked = self.cgroups.remove(DEADLINE);
         assert!(leaked.is_empty(), "cgroups left: {leaked:?}");
     }
-}
-
-/// This test's namespace's cgroups (`<mount>/<namespace>`, ctr's default cgroup path) made
-/// since `before`.
-fn new_cgroups(before: &CgroupSnapshot) -> Vec<PathBuf> {
-    corral_tests::harness::cgroups::cgroup_mounts()
-        .unwrap()
-        .into_iter()
-        .map(|m| m.mount_point.join(NS))
-        .filter(|dir| dir.exists() && !before.contains(dir))
-        .collect()
 }
 
 /// The shim processes serving `temp`'s corrald.

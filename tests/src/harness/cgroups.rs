@@ -80,6 +80,50 @@ impl CgroupSnapshot {
     }
 }
 
+/// The cgroups a test's containers make under a containerd namespace (`<mount>/<ns>/<id>`, the
+/// default cgroup path of ctr's and corralctl's specs): what was there when it was made is
+/// left alone, what is new is removed when it is dropped (runc removes a container's own
+/// cgroup, never the namespace's parent).
+#[derive(Debug)]
+pub struct NamespaceCgroups {
+    before: CgroupSnapshot,
+    namespace: String,
+}
+
+impl NamespaceCgroups {
+    /// Remembers the cgroups there are now.
+    pub fn watch(namespace: &str) -> io::Result<NamespaceCgroups> {
+        Ok(NamespaceCgroups {
+            before: CgroupSnapshot::take()?,
+            namespace: namespace.to_string(),
+        })
+    }
+
+    /// The namespace's directories made since [`watch`](Self::watch).
+    pub fn new_dirs(&self) -> Vec<PathBuf> {
+        self.before
+            .mounts
+            .iter()
+            .map(|m| m.join(&self.namespace))
+            .filter(|d| d.exists() && !self.before.contains(d))
+            .collect()
+    }
+
+    /// Removes them (waiting up to `deadline` for their processes to go); what stays.
+    pub fn remove(&self, deadline: Duration) -> Vec<PathBuf> {
+        self.before.remove_new(&self.new_dirs(), deadline)
+    }
+}
+
+impl Drop for NamespaceCgroups {
+    fn drop(&mut self) {
+        let left = self.remove(Duration::from_secs(10));
+        if !left.is_empty() {
+            eprintln!("cgroups left behind: {left:?}");
+        }
+    }
+}
+
 fn walk(dir: &Path, depth: usize, dirs: &mut HashSet<PathBuf>) {
     dirs.insert(dir.to_path_buf());
     if depth >= MAX_DEPTH {
