@@ -4,5 +4,6 @@ pub mod cio;
 pub mod cli;
 pub mod commands;
 pub mod image;
+pub mod registry;
 pub mod spec;
 pub mod version;

@@ -1,7 +1,9 @@
-//! `corralctl images` (`image`, `i`): import, export, list, check, tag, label, delete, mount,
-//! unmount and usage, with ctr 1.6's names, aliases, flags and tables (`usage` is ctr
-//! 1.7's). Import runs in the client, as ctr's does: the archive streams into the content
-//! store under a lease and is unpacked through the `Snapshots` and `Diff` services.
+//! `corralctl images` (`image`, `i`): pull, push, import, export, list, check, tag, label,
+//! delete, mount, unmount and usage, with ctr 1.6's names, aliases, flags and tables (`usage`
+//! is ctr 1.7's). Pull, push and import run in the client, as ctr's do: content streams
+//! between the registry (or archive) and corrald's content store under a lease, and is
+//! unpacked through the `Snapshots` and `Diff` services, so any client of corrald sees the
+//! same result and corrald itself never talks to a registry.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,6 +40,9 @@ use crate::image::progress::{bytes, Observer, Quiet, TerminalProgress};
 use crate::image::reference::RefTranslator;
 use crate::image::unpack::{image_chain_id, resolve_snapshotter, Unpacker, GC_SNAPSHOT_LABEL};
 use crate::image::{ImageError, Result as ImageResult};
+use crate::registry::flags::RegistryFlags;
+use crate::registry::pull::{fetch, record_image, FetchOptions, DEFAULT_CONCURRENT_DOWNLOADS};
+use crate::registry::push::push;
 
 /// The snapshotter flag ctr's image commands share.
 #[derive(Debug, Clone, Args)]
@@ -88,6 +93,46 @@ pub struct ImportCommand {
     pub input: String,
 }
 
+/// `images pull`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct PullCommand {
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+    #[command(flatten)]
+    pub snapshotter: SnapshotterFlag,
+    /// Pull content from a specific platform
+    #[arg(long)]
+    pub platform: Vec<String>,
+    /// pull content and metadata from all platforms
+    #[arg(long)]
+    pub all_platforms: bool,
+    /// Print the resulting image's chain ID
+    #[arg(long)]
+    pub print_chainid: bool,
+    /// Set the max concurrent downloads for each pull
+    #[arg(long, default_value_t = DEFAULT_CONCURRENT_DOWNLOADS)]
+    pub max_concurrent_downloads: usize,
+    /// The image to pull (`host/repository[:tag][@digest]`).
+    #[arg(value_name = "ref")]
+    pub reference: String,
+}
+
+/// `images push`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct PushCommand {
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+    /// push content from a specific platform
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Where to push (`host/repository[:tag]`).
+    #[arg(value_name = "remote")]
+    pub remote: String,
+    /// The local image (the remote name when not given).
+    #[arg(value_name = "local")]
+    pub local: Option<String>,
+}
+
 /// `images export`'s flags.
 #[derive(Debug, Clone, Args)]
 pub struct ExportCommand {
@@ -130,6 +175,12 @@ pub enum ImagesCommand {
     /// import images
     #[command(override_usage = "corralctl images import [flags] <in>")]
     Import(Box<ImportCommand>),
+    /// pull an image from a remote
+    #[command(override_usage = "corralctl images pull [flags] <ref>")]
+    Pull(Box<PullCommand>),
+    /// push an image to a remote
+    #[command(override_usage = "corralctl images push [flags] <remote> [<local>]")]
+    Push(Box<PushCommand>),
     /// list images known to corrald
     #[command(visible_alias = "ls")]
     List {
@@ -281,6 +332,8 @@ impl Services {
 pub fn run(env: &Env, cmd: ImagesCommand) -> CtlResult {
     match cmd {
         ImagesCommand::Import(c) => self::import_command(env, &c),
+        ImagesCommand::Pull(c) => self::pull_command(env, &c),
+        ImagesCommand::Push(c) => self::push_command(env, &c),
         ImagesCommand::Export(c) => self::export_command(env, &c),
         ImagesCommand::List { quiet, filters } => list(env, quiet, &filters),
         ImagesCommand::Check {
@@ -424,6 +477,105 @@ fn import_command(env: &Env, c: &ImportCommand) -> CtlResult {
         }
         println!("done");
     }
+    Ok(())
+}
+
+/// ctr's `images pull`: fetch under a lease, record the image, unpack it for each platform.
+fn pull_command(env: &Env, c: &PullCommand) -> CtlResult {
+    let mut platforms = Vec::new();
+    for p in &c.platform {
+        platforms.push(
+            plat::parse(p)
+                .map_err(|e| CtlError::new(format!("unable to parse platform {p}: {e}")))?,
+        );
+    }
+    let matcher = if c.all_platforms {
+        Matcher::All
+    } else if platforms.is_empty() {
+        Matcher::default_host()
+    } else {
+        Matcher::ordered(&platforms)
+    };
+    let resolver = c.registry.resolver()?;
+    let repo = resolver.repository(&c.reference)?;
+    let svc = Services::connect(env)?;
+    let snapshotter = svc.snapshotter(c.snapshotter.name())?;
+    let terminal = io::stdout().is_terminal();
+    let mut table = TerminalProgress::new();
+    let mut quiet = Quiet;
+    let observer: &mut dyn Observer = if terminal { &mut table } else { &mut quiet };
+    // The lease holds what is fetched until the image record refers to it, and what is
+    // unpacked until the snapshots are committed.
+    let lease = svc.lease()?;
+    let ctx = lease.attach(&svc.ctx);
+    let store = svc.content(&ctx);
+    let opts = FetchOptions {
+        platforms: matcher,
+        max_concurrent_downloads: c.max_concurrent_downloads.max(1),
+    };
+    let fetched = fetch(&repo, &store, &opts, observer);
+    if terminal {
+        table.finish();
+    }
+    let target = fetched?;
+    let img = record_image(&svc.images(&ctx), &c.reference, &target)?;
+    if c.all_platforms {
+        platforms = platforms_of(&store, &img.target)?;
+    }
+    if platforms.is_empty() {
+        platforms.push(plat::default_spec());
+    }
+    let start = std::time::Instant::now();
+    for p in &platforms {
+        println!("unpacking {} {}...", plat::format(p), img.target.digest);
+        let chain = svc
+            .unpacker(&store, &ctx, &snapshotter)
+            .unpack(&img, &Matcher::only(p))?;
+        if c.print_chainid {
+            println!("image chain ID: {chain}");
+        }
+    }
+    lease.release(false)?;
+    println!("done: {:?}\t", start.elapsed());
+    Ok(())
+}
+
+/// The platforms of an image's manifests (`images.Platforms`).
+fn platforms_of(
+    store: &dyn ContentStore,
+    target: &crate::image::ocispec::Descriptor,
+) -> CtlResult<Vec<crate::image::ocispec::Platform>> {
+    platforms(store, target)
+        .map_err(|e| CtlError::new(format!("unable to resolve image platforms: {e}")))
+}
+
+/// ctr's `images push`: the local image's content, then its manifest under the tag.
+fn push_command(env: &Env, c: &PushCommand) -> CtlResult {
+    let local = c.local.as_deref().unwrap_or(&c.remote);
+    let matcher = match &c.platform {
+        Some(p) => Matcher::only(
+            &plat::parse(p)
+                .map_err(|e| CtlError::new(format!("unable to parse platform {p}: {e}")))?,
+        ),
+        None => Matcher::All,
+    };
+    let resolver = c.registry.resolver()?;
+    let repo = resolver.repository(&c.remote)?;
+    let svc = Services::connect(env)?;
+    let img = svc
+        .images(&svc.ctx)
+        .get(local)
+        .map_err(|e| CtlError::new(format!("unable to resolve image to manifest: {e}")))?;
+    let store = svc.content(&svc.ctx);
+    let terminal = io::stdout().is_terminal();
+    let mut table = TerminalProgress::uploading();
+    let mut quiet = Quiet;
+    let observer: &mut dyn Observer = if terminal { &mut table } else { &mut quiet };
+    let pushed = push(&repo, &store, &img.target, &matcher, observer);
+    if terminal {
+        table.finish();
+    }
+    pushed?;
     Ok(())
 }
 

@@ -126,6 +126,25 @@ pub trait ContentStore {
     ) -> Result<Written>;
     /// Abandons the ingest `reference`.
     fn abort(&self, reference: &str) -> Result<()>;
+    /// Writes a blob whose bytes `open` gives from an offset, resuming an interrupted ingest
+    /// of the same reference where it stopped (`content.OpenWriter` then `Copy` from the
+    /// writer's offset, as containerd's fetch does). A store that cannot resume asks for
+    /// offset 0.
+    fn write_from(
+        &self,
+        req: &WriteRequest,
+        open: &mut dyn FnMut(i64) -> Result<Box<dyn Read + Send>>,
+        progress: &mut dyn FnMut(WriteProgress),
+    ) -> Result<Written> {
+        if let Some(d) = &req.expected {
+            if self.info(d.as_str()).is_ok() {
+                progress(WriteProgress::Exists);
+                return Ok(Written::Existed(d.clone()));
+            }
+        }
+        let mut src = open(0)?;
+        self.write(req, &mut src, progress)
+    }
 }
 
 /// Reads the whole blob `desc` names (`content.ReadBlob`), for documents: refused over
@@ -283,11 +302,14 @@ impl RemoteContent {
         }
     }
 
-    /// Streams `src` from offset 0 and commits it.
-    fn stream_all(
+    /// Streams `src` from offset `start` (the daemon's offset, or 0 to start over) and
+    /// commits it. From 0 the digest is checked here too; from further on only the daemon,
+    /// which has the first bytes, can check it at commit.
+    fn stream_from(
         &self,
         mut stream: BidiStream<WriteContentRequest, WriteContentResponse>,
         req: &WriteRequest,
+        start: i64,
         src: &mut dyn Read,
         progress: &mut dyn FnMut(WriteProgress),
     ) -> Result<Written> {
@@ -297,7 +319,7 @@ impl RemoteContent {
             .map_or(Algorithm::Sha256, Digest::algorithm);
         let mut digester = Digester::for_algorithm(algorithm)?;
         let mut buf = vec![0u8; CHUNK];
-        let mut offset = 0i64;
+        let mut offset = start;
         progress(WriteProgress::Writing {
             offset,
             total: req.size,
@@ -336,14 +358,22 @@ impl RemoteContent {
             )));
         }
         let actual = digester.finish();
-        if let Some(expected) = &req.expected {
-            if *expected != actual {
+        let expected = match &req.expected {
+            Some(expected) if start == 0 && *expected != actual => {
                 return Err(ImageError::InvalidArgument(format!(
                     "content has digest {actual}, not the expected {expected}"
                 )));
             }
-        }
-        let written = Self::commit(&mut stream, req, offset, &actual)?;
+            Some(expected) => expected.clone(),
+            None if start == 0 => actual,
+            None => {
+                return Err(ImageError::InvalidArgument(format!(
+                    "resuming {} needs the expected digest",
+                    req.reference
+                )))
+            }
+        };
+        let written = Self::commit(&mut stream, req, offset, &expected)?;
         progress(match written {
             Written::Committed(_) => WriteProgress::Done { size: offset },
             Written::Existed(_) => WriteProgress::Exists,
@@ -462,11 +492,71 @@ impl ContentStore for RemoteContent {
             }
         }
         // A write at offset 0 makes the daemon start an interrupted ingest over.
-        match self.stream_all(stream, req, src, progress) {
+        match self.stream_from(stream, req, 0, src, progress) {
             Ok(w) => Ok(w),
             Err(e) => {
                 if let Err(abort) = self.abort(&req.reference) {
                     log::debug!("abort {}: {abort}", req.reference);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn write_from(
+        &self,
+        req: &WriteRequest,
+        open: &mut dyn FnMut(i64) -> Result<Box<dyn Read + Send>>,
+        progress: &mut dyn FnMut(WriteProgress),
+    ) -> Result<Written> {
+        let (mut stream, status) = match self.open(req) {
+            Ok(opened) => opened,
+            Err(e) if e.is_already_exists() => {
+                if let Some(d) = &req.expected {
+                    progress(WriteProgress::Exists);
+                    return Ok(Written::Existed(d.clone()));
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e.context("failed to open writer")),
+        };
+        progress(WriteProgress::Waiting);
+        let mut start = status.offset;
+        if let Some(expected) = &req.expected {
+            if req.size > 0 && start == req.size {
+                match Self::commit(&mut stream, req, start, expected) {
+                    Ok(w) => {
+                        progress(WriteProgress::Exists);
+                        return Ok(w);
+                    }
+                    Err(e) => {
+                        log::debug!("write {}: committing what was there: {e}", req.reference);
+                        self.abort(&req.reference)?;
+                        let (fresh, _) = self.open(req)?;
+                        stream = fresh;
+                        start = 0;
+                    }
+                }
+            }
+        }
+        if start < 0 || (req.size > 0 && start > req.size) || req.expected.is_none() {
+            start = 0;
+        }
+        if start > 0 {
+            log::debug!("write {}: resuming at {start}", req.reference);
+        }
+        let result = open(start)
+            .and_then(|mut src| self.stream_from(stream, req, start, &mut src, progress));
+        match result {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                // A stream that broke (an interrupted download) keeps its ingest to resume
+                // from; content that is wrong is thrown away.
+                let keep = matches!(e, ImageError::Io { .. } | ImageError::Unavailable(_));
+                if !keep {
+                    if let Err(abort) = self.abort(&req.reference) {
+                        log::debug!("abort {}: {abort}", req.reference);
+                    }
                 }
                 Err(e)
             }

@@ -13,6 +13,8 @@ use super::content::WriteProgress;
 pub trait Observer {
     /// `reference`'s write reached `progress`.
     fn blob(&mut self, reference: &str, progress: WriteProgress);
+    /// The image reference `name` was resolved (a pull's first row in ctr's table).
+    fn resolved(&mut self, _name: &str) {}
 }
 
 /// Shows nothing (output that is not a terminal).
@@ -59,6 +61,10 @@ pub struct TerminalProgress {
     last: Option<Instant>,
     lines: usize,
     rows: Vec<(String, WriteProgress)>,
+    /// The image reference resolved, shown first.
+    resolved: Option<String>,
+    /// What a blob being written is doing (`downloading`, or `uploading` for a push).
+    verb: &'static str,
 }
 
 impl Default for TerminalProgress {
@@ -75,12 +81,25 @@ impl TerminalProgress {
             last: None,
             lines: 0,
             rows: Vec::new(),
+            resolved: None,
+            verb: "downloading",
+        }
+    }
+
+    /// A table for a push: blobs being sent are `uploading`.
+    pub fn uploading() -> TerminalProgress {
+        TerminalProgress {
+            verb: "uploading",
+            ..TerminalProgress::new()
         }
     }
 
     fn render(&self) -> String {
         let mut text = String::new();
         let mut total = 0i64;
+        if let Some(name) = &self.resolved {
+            let _ = writeln!(text, "{name}:\tresolved\t{}\t", bar(1.0));
+        }
         for (name, p) in &self.rows {
             match *p {
                 WriteProgress::Writing { offset, total: t } => {
@@ -89,7 +108,8 @@ impl TerminalProgress {
                     let done: String = bytes(offset).chars().take(8).collect();
                     let _ = writeln!(
                         text,
-                        "{name}:\tdownloading\t{}\t{done:>8}/{}\t",
+                        "{name}:\t{}\t{}\t{done:>8}/{}\t",
+                        self.verb,
                         bar(fraction),
                         bytes(t)
                     );
@@ -146,6 +166,11 @@ impl TerminalProgress {
 }
 
 impl Observer for TerminalProgress {
+    fn resolved(&mut self, name: &str) {
+        self.resolved = Some(name.to_string());
+        self.draw();
+    }
+
     fn blob(&mut self, reference: &str, progress: WriteProgress) {
         let name = reference.strip_prefix("tar-").unwrap_or(reference);
         match self.rows.iter_mut().find(|(n, _)| n == name) {
@@ -246,6 +271,23 @@ mod tests {
         assert!(lines[1].starts_with("index.json:"), "{text}");
         assert!(lines[1].contains(" done "), "{text}");
         assert!(lines[2].starts_with("elapsed: "), "{text}");
+        let mut up = TerminalProgress::uploading();
+        up.resolved = Some("docker.io/library/busybox:latest".into());
+        up.rows.push((
+            "layer-sha256:aa".into(),
+            WriteProgress::Writing {
+                offset: 1,
+                total: 2,
+            },
+        ));
+        let text = up.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("docker.io/library/busybox:latest: resolved "),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("layer-sha256:aa:"), "{text}");
+        assert!(lines[1].contains(" uploading "), "{text}");
         assert_eq!(strip_escapes(&bar(0.5)).len(), 40);
         assert_eq!(count_lines("abcdef\nx\n", 4), 3);
     }

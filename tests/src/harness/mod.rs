@@ -37,6 +37,7 @@ pub mod corrald;
 pub mod mounts;
 pub mod ns;
 pub mod procs;
+pub mod registry;
 pub mod require;
 pub mod temp_root;
 pub mod tree;

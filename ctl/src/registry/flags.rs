@@ -1,0 +1,92 @@
+//! The registry flags `ctr images pull` and `push` share (`commands.RegistryFlags`), and
+//! the [`Resolver`] they make: `--user` with a password prompt on a terminal, `--hosts-dir`,
+//! `--plain-http`, `--skip-verify`.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use nix::sys::termios::{self, LocalFlags, SetArg};
+
+use super::auth::Credentials;
+use super::error::{RegistryError, Result};
+use super::hosts::HostOptions;
+use super::resolver::Resolver;
+
+/// The hosts directory used when `--hosts-dir` is not given and it exists (Corral's
+/// counterpart of containerd's `/etc/containerd/certs.d`).
+pub const DEFAULT_HOSTS_DIR: &str = "/etc/corral/certs.d";
+
+/// Flags for talking to a registry.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryFlags {
+    /// skip SSL certificate validation
+    #[arg(short = 'k', long)]
+    pub skip_verify: bool,
+    /// allow connections using plain HTTP
+    #[arg(long)]
+    pub plain_http: bool,
+    /// user[:password] Registry user and password
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Custom hosts configuration directory (default /etc/corral/certs.d when it exists)
+    #[arg(long)]
+    pub hosts_dir: Option<PathBuf>,
+}
+
+impl RegistryFlags {
+    /// The resolver these flags describe; asks for the password of a `--user` without one.
+    pub fn resolver(&self) -> Result<Resolver> {
+        let credentials = match self.user.as_deref().filter(|u| !u.is_empty()) {
+            None => None,
+            Some(user) => {
+                let mut c = Credentials::parse(user);
+                if !user.contains(':') {
+                    c.secret = prompt_password()?;
+                }
+                Some(c)
+            }
+        };
+        let hosts_dir = self.hosts_dir.clone().or_else(|| {
+            let d = Path::new(DEFAULT_HOSTS_DIR);
+            d.is_dir().then(|| d.to_path_buf())
+        });
+        Ok(Resolver::new(
+            HostOptions {
+                hosts_dir,
+                plain_http: self.plain_http,
+                skip_verify: self.skip_verify,
+            },
+            credentials,
+        ))
+    }
+}
+
+/// Reads a password: without echo on a terminal (after `Password: `), else one line of
+/// standard input.
+fn prompt_password() -> Result<String> {
+    let stdin = io::stdin();
+    let mut line = String::new();
+    if stdin.is_terminal() {
+        print!("Password: ");
+        let _ = io::stdout().flush();
+        let fd = stdin.as_fd();
+        let saved = termios::tcgetattr(fd)
+            .map_err(|e| RegistryError::io("reading the terminal", io::Error::from(e)))?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        termios::tcsetattr(fd, SetArg::TCSANOW, &quiet)
+            .map_err(|e| RegistryError::io("setting the terminal", io::Error::from(e)))?;
+        let read = stdin.lock().read_line(&mut line);
+        let _ = termios::tcsetattr(fd, SetArg::TCSANOW, &saved);
+        println!();
+        read.map_err(|e| RegistryError::io("reading the password", e))?;
+    } else {
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| RegistryError::io("reading the password", e))?;
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
