@@ -516,6 +516,62 @@ fn a_killed_shim_is_noticed_and_its_task_reported_exited() {
 }
 
 #[test]
+fn a_shim_that_died_while_corrald_was_down_is_cleaned_up_at_restart() {
+    let Some(mut env) = Env::start(false) else {
+        return;
+    };
+    env.container("alive", &[], &["/bin/sleep", "600"]);
+    env.create_task("alive").unwrap();
+    env.start_task("alive");
+    env.container("dead", &[], &["/bin/sleep", "600"]);
+    env.create_task("dead").unwrap();
+    let dead_pid = env.start_task("dead");
+    env.d.take().unwrap().kill().unwrap();
+    // While corrald is down, the shim of "dead" is killed; its container keeps running.
+    let shim = shims_of(&env.temp)
+        .into_iter()
+        .find(|p| p.cmdline.contains("-id dead"))
+        .expect("the shim of dead");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for(DEADLINE, "the shim to die", || {
+        !shims_of(&env.temp).iter().any(|p| p.pid == shim.pid)
+    })
+    .unwrap();
+    env.d =
+        Some(Corrald::start(&env.temp, "corrald2.log", "[debug]\nlevel = \"debug\"\n").unwrap());
+    // The live one is found again; the dead one's shim ran its cleanup: the container's
+    // process is gone, its bundle and work dir too, and its record stays.
+    wait_for(DEADLINE, "the orphaned container to be killed", || {
+        !Path::new(&format!("/proc/{dead_pid}")).exists()
+            || fs::read_to_string(format!("/proc/{dead_pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    })
+    .unwrap_or_else(|e| panic!("{e}; log: {}", env.d().log_text()));
+    assert_eq!(env.state("dead").unwrap_err().code(), Code::NOT_FOUND);
+    assert!(!env.bundle("dead").exists() && !env.work("dead").exists());
+    assert_eq!(
+        env.state("alive").unwrap().status.enum_value_or_default(),
+        TaskStatus::RUNNING
+    );
+    let list = env
+        .tasks()
+        .list(&Env::ctx(), &ListTasksRequest::new())
+        .unwrap();
+    assert_eq!(list.tasks.len(), 1);
+    env.kill("alive", 9);
+    env.wait_status("alive", TaskStatus::STOPPED);
+    env.delete("alive").unwrap();
+    for id in ["alive", "dead"] {
+        ok(env.d().socket(), NS, &["c", "rm", id]);
+    }
+    env.finish();
+}
+
+#[test]
 fn corrald_killed_and_restarted_finds_its_tasks() {
     let Some(mut env) = Env::start(false) else {
         return;
