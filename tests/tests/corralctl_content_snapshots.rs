@@ -1124,7 +1124,18 @@ fn printed_mounts_mount_and_views_see_commits() {
         return;
     }
     let temp = TempRoot::new().unwrap();
-    let (daemon, scratch) = setup(&temp);
+    // Snapshots made on the command line hold no lease and no root label: a collection
+    // that a commit schedules could take them between two commands (as containerd's would).
+    // Here collections wait for an hour unless asked for.
+    let daemon = Corrald::start(
+        &temp,
+        "corrald.log",
+        "[plugins.\"io.containerd.gc.v1.scheduler\"]\nschedule_delay = \"1h\"\n",
+    )
+    .unwrap();
+    collect_now(&daemon);
+    let scratch = temp.join("scratch");
+    fs::create_dir_all(&scratch).unwrap();
     let ctl = Ctl {
         daemon: &daemon,
         scratch: scratch.clone(),
