@@ -7,6 +7,7 @@ pub mod ctl;
 pub mod go;
 pub mod harness;
 pub mod oci_archive;
+pub mod run_env;
 
 /// A label map from pairs, for tests.
 pub fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {

@@ -27,6 +27,28 @@ fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// A corrald on `temp` that answers its Version call.
+fn start_corrald(temp: &TempRoot) -> Corrald {
+    let daemon = Corrald::start(temp, "corrald.log", "").unwrap();
+    daemon.version().expect("corrald's Version call");
+    daemon
+}
+
+/// A private containerd, and a corrald on a temporary root beside it; `None` (after saying
+/// why) without root, containerd or ctr.
+fn corrald_and_containerd(why: &str) -> Option<(PrivateContainerd, TempRoot, Corrald)> {
+    if !require_root(why) {
+        return None;
+    }
+    if require_tool("containerd").is_none() || require_tool("ctr").is_none() {
+        return None;
+    }
+    let containerd = PrivateContainerd::start().unwrap();
+    let temp = TempRoot::new().unwrap();
+    let daemon = start_corrald(&temp);
+    Some((containerd, temp, daemon))
+}
+
 /// A root filesystem directory with users and groups.
 fn rootfs(temp: &TempRoot) -> PathBuf {
     let dir = temp.join("rootfs");
@@ -50,8 +72,7 @@ fn create_records_what_was_asked() {
         return;
     }
     let temp = TempRoot::new().unwrap();
-    let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
-    daemon.version().expect("corrald's Version call");
+    let daemon = start_corrald(&temp);
     let a = daemon.socket();
     let rootfs = rootfs(&temp);
     let root = rootfs.to_str().unwrap();
@@ -212,8 +233,7 @@ fn create_errors_are_clear() {
         return;
     }
     let temp = TempRoot::new().unwrap();
-    let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
-    daemon.version().expect("corrald's Version call");
+    let daemon = start_corrald(&temp);
     let a = daemon.socket();
     let rootfs = rootfs(&temp);
     let root = rootfs.to_str().unwrap();
@@ -385,16 +405,11 @@ fn case(name: &'static str, flags: &[&str], run: bool) -> Case {
 
 #[test]
 fn specs_match_ctrs_on_containerd() {
-    if !require_root("runs corrald and containerd on private roots") {
+    let Some((containerd, _temp, daemon)) =
+        corrald_and_containerd("runs corrald and containerd on private roots")
+    else {
         return;
-    }
-    if require_tool("containerd").is_none() || require_tool("ctr").is_none() {
-        return;
-    }
-    let containerd = PrivateContainerd::start().unwrap();
-    let temp = TempRoot::new().unwrap();
-    let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
-    daemon.version().expect("corrald's Version call");
+    };
     let a = daemon.socket();
     // Both daemons work in containerd's private namespace name, so cgroupsPath is the same.
     let ns = containerd.namespace().to_string();
@@ -523,24 +538,12 @@ fn specs_match_ctrs_on_containerd() {
                 .unwrap_or_else(|e| panic!("{}: ctr c info: {e}", c.name)),
         );
         let mine = json_of(&ok(a, &ns, &["c", "info", &id]));
-        for field in [
-            "Labels",
-            "Image",
-            "Runtime",
-            "SnapshotKey",
-            "Snapshotter",
-            "Spec",
-        ] {
-            if theirs[field] != mine[field] {
-                failures.push(format!(
-                    "{} ({:?}): {field} differs\nctr:       {}\ncorralctl: {}",
-                    c.name,
-                    c.flags,
-                    serde_json::to_string(&theirs[field]).unwrap(),
-                    serde_json::to_string(&mine[field]).unwrap()
-                ));
-            }
-        }
+        failures.extend(differences(
+            &format!("{} ({:?})", c.name, c.flags),
+            &theirs,
+            &mine,
+            RECORD_FIELDS,
+        ));
         let spec_theirs = json_of(&containerd.ctr(["c", "info", "--spec", &id]).unwrap());
         let spec_mine = json_of(&ok(a, &ns, &["c", "info", "--spec", &id]));
         assert_eq!(spec_theirs, theirs["Spec"]);
@@ -587,22 +590,7 @@ fn specs_match_ctrs_on_containerd() {
     );
     let theirs = json_of(&containerd.ctr(["c", "info", "fromfile"]).unwrap());
     let mine = json_of(&ok(a, &ns, &["c", "info", "fromfile"]));
-    for field in [
-        "Labels",
-        "Image",
-        "Runtime",
-        "SnapshotKey",
-        "Snapshotter",
-        "Spec",
-    ] {
-        if theirs[field] != mine[field] {
-            failures.push(format!(
-                "--config: {field} differs\nctr:       {}\ncorralctl: {}",
-                serde_json::to_string(&theirs[field]).unwrap(),
-                serde_json::to_string(&mine[field]).unwrap()
-            ));
-        }
-    }
+    failures.extend(differences("--config", &theirs, &mine, RECORD_FIELDS));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     containerd.stop().unwrap();
 }
@@ -763,16 +751,11 @@ fn image_case(name: &'static str, image: &str, flags: &[&str], args: &[&str]) ->
 
 #[test]
 fn image_containers_match_ctrs_on_containerd() {
-    if !require_root("runs corrald and containerd on private roots and mounts snapshots") {
+    let Some((containerd, temp, daemon)) =
+        corrald_and_containerd("runs corrald and containerd on private roots and mounts snapshots")
+    else {
         return;
-    }
-    if require_tool("containerd").is_none() || require_tool("ctr").is_none() {
-        return;
-    }
-    let containerd = PrivateContainerd::start().unwrap();
-    let temp = TempRoot::new().unwrap();
-    let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
-    daemon.version().expect("corrald's Version call");
+    };
     let a = daemon.socket();
     // Both daemons work in containerd's private namespace name, so cgroupsPath is the same.
     let ns = containerd.namespace().to_string();
@@ -1160,8 +1143,7 @@ fn deleting_a_container_deletes_its_stopped_task_and_refuses_a_running_one() {
     let ns = "rm-task";
     let cgroups = corral_tests::harness::cgroups::NamespaceCgroups::watch(ns).unwrap();
     let temp = TempRoot::new().unwrap();
-    let daemon = Corrald::start(&temp, "corrald.log", "").unwrap();
-    daemon.version().expect("corrald's Version call");
+    let daemon = start_corrald(&temp);
     let a = daemon.socket();
     ok(a, ns, &["images", "import", fixture().to_str().unwrap()]);
     ok(a, ns, &["c", "create", BUSYBOX, "busy", "sleep", "60"]);

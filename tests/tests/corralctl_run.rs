@@ -9,101 +9,35 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::ops::Deref;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use corral_tests::ctl::{corralctl, stderr, stdout};
-use corral_tests::harness::cgroups::CgroupSnapshot;
+use corral_tests::ctl::{stderr, stdout};
 use corral_tests::harness::procs::ProcessInfo;
-use corral_tests::harness::{
-    mounts_under, require_root, require_tool, run_with_deadline, wait_for, ChildGuard, Corrald,
-    TempRoot,
-};
+use corral_tests::harness::{wait_for, ChildGuard};
+use corral_tests::run_env::{RunEnv, DEADLINE, IMAGE};
 use nix::sys::signal::Signal;
 use nix::sys::termios::{tcgetattr, LocalFlags};
 
-/// The busybox fixture's name once imported.
-const IMAGE: &str = "docker.io/corral/busybox:latest";
-/// How long any one corralctl or condition may take.
-const DEADLINE: Duration = Duration::from_secs(60);
+/// One test's corrald, namespace and directories, and what these tests do with them.
+struct Env(RunEnv);
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/busybox-oci.tar")
-}
+impl Deref for Env {
+    type Target = RunEnv;
 
-/// One test's corrald, namespace and directories.
-struct Env {
-    d: Option<Corrald>,
-    ns: &'static str,
-    cgroups: CgroupSnapshot,
-    temp: TempRoot,
+    fn deref(&self) -> &RunEnv {
+        &self.0
+    }
 }
 
 impl Env {
-    /// Starts corrald and imports the image; `None` (after saying why) without root or runc.
+    /// Starts corrald (logging at debug level) and imports the image; `None` (after saying
+    /// why) without root or runc.
     fn start(ns: &'static str) -> Option<Env> {
-        if !require_root("runs containers") || require_tool("runc").is_none() {
-            return None;
-        }
-        let cgroups = CgroupSnapshot::take().unwrap();
-        let temp = TempRoot::new().unwrap();
-        let d = Corrald::start(&temp, "corrald.log", "[debug]\nlevel = \"debug\"\n").unwrap();
-        let env = Env {
-            d: Some(d),
-            ns,
-            cgroups,
-            temp,
-        };
-        env.ok(&["images", "import", fixture().to_str().unwrap()]);
-        Some(env)
-    }
-
-    fn d(&self) -> &Corrald {
-        self.d.as_ref().expect("corrald is running")
-    }
-
-    /// Where this test's fifo sets are made.
-    fn fifo_dir(&self) -> PathBuf {
-        self.temp.join("fifo")
-    }
-
-    /// `corralctl -a SOCKET -n NS ARGS...`, stdin from /dev/null.
-    fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = corralctl();
-        cmd.arg("-a")
-            .arg(self.d().socket())
-            .args(["-n", self.ns])
-            .args(args);
-        cmd
-    }
-
-    /// Runs corralctl to its end (within the deadline); never a panic message.
-    fn ctl(&self, args: &[&str]) -> Output {
-        let out = run_with_deadline(&mut self.command(args), DEADLINE)
-            .unwrap_or_else(|e| panic!("corralctl {args:?}: {e}; log: {}", self.d().log_text()));
-        assert!(
-            !stderr(&out).contains("panicked"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-        out
-    }
-
-    /// [`ctl`](Self::ctl) that must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "corralctl {args:?} failed: {}{}\nlog: {}",
-            stdout(&out),
-            stderr(&out),
-            self.d().log_text()
-        );
-        stdout(&out)
+        RunEnv::start(ns, "[debug]\nlevel = \"debug\"\n").map(Env)
     }
 
     /// Runs corralctl with `input` on its stdin.
@@ -203,65 +137,11 @@ impl Env {
             .collect()
     }
 
-    /// Stops corrald cleanly and checks that no mount or cgroup is left.
-    fn finish(mut self) {
+    /// Checks that nothing is left, stops corrald cleanly and checks that no mount or
+    /// cgroup is left.
+    fn finish(self) {
         self.assert_nothing_left();
-        if let Some(d) = self.d.take() {
-            d.stop_clean(Duration::from_secs(20));
-        }
-        assert_eq!(
-            mounts_under(self.temp.path()).unwrap(),
-            Vec::<PathBuf>::new()
-        );
-        let leaked = self.cgroups.remove_new(&self.new_cgroups(), DEADLINE);
-        assert!(leaked.is_empty(), "cgroups left: {leaked:?}");
-    }
-
-    /// This test's namespace's cgroups made since it started.
-    fn new_cgroups(&self) -> Vec<PathBuf> {
-        corral_tests::harness::cgroups::cgroup_mounts()
-            .unwrap()
-            .into_iter()
-            .map(|m| m.mount_point.join(self.ns))
-            .filter(|dir| dir.exists() && !self.cgroups.contains(dir))
-            .collect()
-    }
-}
-
-impl Drop for Env {
-    /// Whatever a failed test left: tasks killed and deleted, containers removed, corrald
-    /// stopped; then the temporary root kills what remains and unmounts.
-    fn drop(&mut self) {
-        let Some(d) = self.d.as_ref() else {
-            return;
-        };
-        let quiet = |args: &[&str]| {
-            let mut cmd = corralctl();
-            cmd.arg("-a")
-                .arg(d.socket())
-                .args(["-n", self.ns])
-                .args(args);
-            run_with_deadline(&mut cmd, Duration::from_secs(20)).ok()
-        };
-        let listed = |noun: &str| {
-            quiet(&[noun, "ls", "-q"])
-                .map(|o| stdout(&o).lines().map(str::to_string).collect::<Vec<_>>())
-                .unwrap_or_default()
-        };
-        for id in listed("t") {
-            quiet(&["t", "kill", "--all", "-s", "KILL", &id]);
-            quiet(&["t", "rm", "-f", &id]);
-        }
-        for id in listed("c") {
-            quiet(&["c", "rm", &id]);
-        }
-        if let Some(d) = self.d.take() {
-            let _ = d.terminate(Duration::from_secs(20));
-        }
-        let leaked = self.cgroups.remove_new(&self.new_cgroups(), DEADLINE);
-        if !leaked.is_empty() {
-            eprintln!("cgroups left: {leaked:?}");
-        }
+        self.0.finish();
     }
 }
 
@@ -332,36 +212,22 @@ fn run_prints_output_passes_stdin_and_exits_with_the_tasks_status() {
     let Some(env) = Env::start("run-output") else {
         return;
     };
-    let fifo = env.fifo_dir();
-    let fifo = fifo.to_str().unwrap();
 
-    let out = env.ctl(&[
-        "run",
-        "--rm",
-        "--fifo-dir",
-        fifo,
-        IMAGE,
+    let out = env.ctl(&env.run_args(
+        &["--rm"],
         "r1",
-        "sh",
-        "-c",
-        "echo hi; echo oops >&2; exit 3",
-    ]);
+        &["sh", "-c", "echo hi; echo oops >&2; exit 3"],
+    ));
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(stdout(&out), "hi\n");
     assert_eq!(stderr(&out), "oops\n");
 
     let out = env.ctl_input(
-        &[
-            "run",
-            "--rm",
-            "--fifo-dir",
-            fifo,
-            IMAGE,
+        &env.run_args(
+            &["--rm"],
             "r2",
-            "sh",
-            "-c",
-            "read l; echo \"got $l\"; cat",
-        ],
+            &["sh", "-c", "read l; echo \"got $l\"; cat"],
+        ),
         b"one\ntwo\nthree\n",
     );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -371,10 +237,7 @@ fn run_prints_output_passes_stdin_and_exits_with_the_tasks_status() {
     let big: Vec<u8> = (0..200_000u32)
         .map(|i| b"abcdefghij\n"[i as usize % 11])
         .collect();
-    let out = env.ctl_input(
-        &["run", "--rm", "--fifo-dir", fifo, IMAGE, "r3", "cat"],
-        &big,
-    );
+    let out = env.ctl_input(&env.run_args(&["--rm"], "r3", &["cat"]), &big);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(out.stdout.len(), big.len());
     assert!(out.stdout == big, "the output differs from the input");
@@ -432,24 +295,15 @@ fn detached_tasks_are_listed_inspected_exec_ed_attached_and_signalled() {
     let Some(env) = Env::start("run-detached") else {
         return;
     };
-    let fifo = env.fifo_dir();
-    let fifo = fifo.to_str().unwrap();
+    let fifo = env.fifo_arg();
     let pid_file = env.temp.join("d1.pid");
     let script =
         "trap 'echo hello' USR2; trap 'echo bye; exit 9' USR1; while true; do sleep 0.2; done";
-    let out = env.ok(&[
-        "run",
-        "-d",
-        "--fifo-dir",
-        fifo,
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        IMAGE,
+    let out = env.ok(&env.run_args(
+        &["-d", "--pid-file", pid_file.to_str().unwrap()],
         "d1",
-        "sh",
-        "-c",
-        script,
-    ]);
+        &["sh", "-c", script],
+    ));
     assert_eq!(out, "", "detached: nothing printed");
     let (pid, status) = env.task_row("d1").unwrap();
     assert_eq!(status, "RUNNING");
@@ -554,16 +408,7 @@ fn detached_tasks_are_listed_inspected_exec_ed_attached_and_signalled() {
     env.ok(&["c", "rm", "d1"]);
 
     // A task stopped by a kill is deleted by `tasks rm`, whose fifos go with it.
-    env.ok(&[
-        "run",
-        "-d",
-        "--fifo-dir",
-        fifo,
-        IMAGE,
-        "d2",
-        "sleep",
-        "1000",
-    ]);
+    env.ok(&env.run_args(&["-d"], "d2", &["sleep", "1000"]));
     let out = env.ctl(&["t", "rm", "d2"]);
     assert_eq!(out.status.code(), Some(1));
     // Logged for the task, then reported as the command's error, as ctr does.
@@ -579,16 +424,7 @@ fn detached_tasks_are_listed_inspected_exec_ed_attached_and_signalled() {
     env.ok(&["t", "rm", "d2"]);
     env.ok(&["c", "rm", "d2"]);
     // -f kills first.
-    env.ok(&[
-        "run",
-        "-d",
-        "--fifo-dir",
-        fifo,
-        IMAGE,
-        "d3",
-        "sleep",
-        "1000",
-    ]);
+    env.ok(&env.run_args(&["-d"], "d3", &["sleep", "1000"]));
     env.ok(&["t", "rm", "-f", "d3"]);
     env.ok(&["c", "rm", "d3"]);
 
@@ -600,20 +436,9 @@ fn signals_sent_to_corralctl_reach_the_task() {
     let Some(env) = Env::start("run-signals") else {
         return;
     };
-    let fifo = env.fifo_dir();
     let script = "trap 'echo got-term; exit 5' TERM; trap 'echo got-usr2' USR2; echo ready; \
                   while true; do sleep 0.1; done";
-    let mut run = env.spawn(&[
-        "run",
-        "--rm",
-        "--fifo-dir",
-        fifo.to_str().unwrap(),
-        IMAGE,
-        "s1",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let mut run = env.spawn(&env.run_args(&["--rm"], "s1", &["sh", "-c", script]));
     run.out.wait_for("ready\n");
     run.guard.signal(Signal::SIGUSR2).unwrap();
     run.out.wait_for("got-usr2\n");
@@ -684,6 +509,20 @@ impl Pty {
             .stderr(self.stdio());
         ChildGuard::spawn("corralctl -t", &mut cmd).unwrap()
     }
+
+    /// Waits (within the deadline) for `what`, spawned on this pty, to exit with `code`.
+    fn assert_exits(&self, child: &mut ChildGuard, code: i32, what: &str) {
+        let status = child
+            .wait_timeout(DEADLINE)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what} still running; output: {:?}", self.master.text()));
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{what}: {:?}",
+            self.master.text()
+        );
+    }
 }
 
 #[test]
@@ -691,8 +530,7 @@ fn a_terminal_is_raw_while_the_task_runs_and_restored_however_corralctl_ends() {
     let Some(env) = Env::start("run-tty") else {
         return;
     };
-    let fifo = env.fifo_dir();
-    let fifo = fifo.to_str().unwrap();
+    let fifo = env.fifo_arg();
     let mut pty = Pty::open(40, 100);
     let cooked = pty.local_flags();
     assert!(!pty.is_raw());
@@ -700,27 +538,12 @@ fn a_terminal_is_raw_while_the_task_runs_and_restored_however_corralctl_ends() {
     let script = "stty size; read line; echo \"got:$line\"; exit 7";
     let mut run = pty.spawn(
         &env,
-        &[
-            "run",
-            "--rm",
-            "-t",
-            "--fifo-dir",
-            fifo,
-            IMAGE,
-            "t1",
-            "sh",
-            "-c",
-            script,
-        ],
+        &env.run_args(&["--rm", "-t"], "t1", &["sh", "-c", script]),
     );
     pty.master.wait_for("40 100\r\n");
     assert!(pty.is_raw(), "raw while the task runs");
     pty.writer.write_all(b"hello\r").unwrap();
-    let status = run
-        .wait_timeout(DEADLINE)
-        .unwrap()
-        .expect("corralctl -t ends");
-    assert_eq!(status.code(), Some(7), "{:?}", pty.master.text());
+    pty.assert_exits(&mut run, 7, "corralctl -t");
     pty.master.wait_for("got:hello\r\n");
     assert_eq!(pty.local_flags(), cooked, "restored after the task");
 
@@ -728,41 +551,17 @@ fn a_terminal_is_raw_while_the_task_runs_and_restored_however_corralctl_ends() {
     let script = "trap 'stty size; exit 3' WINCH; echo ready; while true; do sleep 0.1; done";
     let mut resized = pty.spawn(
         &env,
-        &[
-            "run",
-            "--rm",
-            "-t",
-            "--fifo-dir",
-            fifo,
-            IMAGE,
-            "t4",
-            "sh",
-            "-c",
-            script,
-        ],
+        &env.run_args(&["--rm", "-t"], "t4", &["sh", "-c", script]),
     );
     pty.master.wait_for("ready\r\n");
     pty.set_size(50, 120);
     resized.signal(Signal::SIGWINCH).unwrap();
-    let status = resized
-        .wait_timeout(DEADLINE)
-        .unwrap()
-        .expect("the resized task ends");
-    assert_eq!(status.code(), Some(3), "{:?}", pty.master.text());
+    pty.assert_exits(&mut resized, 3, "the resized task");
     pty.master.wait_for("50 120\r\n");
     pty.set_size(40, 100);
 
     // An exec with a terminal, and the window size it starts with.
-    env.ok(&[
-        "run",
-        "-d",
-        "--fifo-dir",
-        fifo,
-        IMAGE,
-        "t2",
-        "sleep",
-        "1000",
-    ]);
+    env.ok(&env.run_args(&["-d"], "t2", &["sleep", "1000"]));
     let mut exec = pty.spawn(
         &env,
         &[
@@ -779,26 +578,13 @@ fn a_terminal_is_raw_while_the_task_runs_and_restored_however_corralctl_ends() {
             "stty size; tty",
         ],
     );
-    let status = exec.wait_timeout(DEADLINE).unwrap().expect("exec -t ends");
-    assert_eq!(status.code(), Some(0), "{:?}", pty.master.text());
+    pty.assert_exits(&mut exec, 0, "exec -t");
     pty.master.wait_for("/dev/pts/");
     assert!(pty.master.text().matches("40 100\r\n").count() >= 2);
     assert_eq!(pty.local_flags(), cooked);
 
     // SIGTERM to corralctl itself: it ends, and puts the terminal back first.
-    let mut killed = pty.spawn(
-        &env,
-        &[
-            "run",
-            "-t",
-            "--fifo-dir",
-            fifo,
-            IMAGE,
-            "t3",
-            "sleep",
-            "1000",
-        ],
-    );
+    let mut killed = pty.spawn(&env, &env.run_args(&["-t"], "t3", &["sleep", "1000"]));
     wait_for(DEADLINE, "the terminal to go raw", || pty.is_raw()).unwrap();
     wait_for(DEADLINE, "task t3 to run", || {
         env.task_row("t3").is_some_and(|(_, s)| s == "RUNNING")

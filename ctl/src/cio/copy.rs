@@ -2,6 +2,7 @@
 //! each output fifo to the caller, with 32 KiB buffers; and ctr's `stdinCloser`, which
 //! tells the shim when the input has ended.
 
+use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -80,6 +81,21 @@ fn spawn<T: Send + 'static>(
         .map_err(|e| CioError::io(format!("starting the {name} copy"), e))
 }
 
+/// Opens a fifo for a copy: `None` when the opening was cancelled, or failed (logged).
+fn open_logged(opener: &FifoOpener) -> Option<File> {
+    match opener.open() {
+        Ok(file) => file,
+        Err(e) => {
+            log::error!(
+                "failed to open {} fifo {}: {e}",
+                opener.name(),
+                opener.path().display()
+            );
+            None
+        }
+    }
+}
+
 /// Copies `input` into the stdin fifo once the shim has it open; at the input's end closes
 /// the fifo and tells `closer`. Not waited for: the input may never end.
 pub fn spawn_input(
@@ -88,17 +104,8 @@ pub fn spawn_input(
     closer: Arc<StdinCloser>,
 ) -> Result<(), CioError> {
     spawn("stdin", move || {
-        let mut fifo = match opener.open() {
-            Ok(Some(f)) => f,
-            Ok(None) => return,
-            Err(e) => {
-                log::error!(
-                    "failed to open {} fifo {}: {e}",
-                    opener.name(),
-                    opener.path().display()
-                );
-                return;
-            }
+        let Some(mut fifo) = open_logged(&opener) else {
+            return;
         };
         let mut buf = vec![0u8; BUFFER];
         let ended = loop {
@@ -132,17 +139,8 @@ pub fn spawn_output(
     name: &'static str,
 ) -> Result<JoinHandle<()>, CioError> {
     spawn(name, move || {
-        let mut fifo = match opener.open() {
-            Ok(Some(f)) => f,
-            Ok(None) => return,
-            Err(e) => {
-                log::error!(
-                    "failed to open {} fifo {}: {e}",
-                    opener.name(),
-                    opener.path().display()
-                );
-                return;
-            }
+        let Some(mut fifo) = open_logged(&opener) else {
+            return;
         };
         let mut buf = vec![0u8; BUFFER];
         loop {

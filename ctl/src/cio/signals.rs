@@ -45,6 +45,9 @@ enum Route {
     Dropped,
     /// `SIGWINCH` resizes; other signals as by default.
     Resize(Resize),
+    /// The process is starting: signals wait here (in order) for the route that follows,
+    /// so one sent the moment the process runs is forwarded rather than lost or fatal.
+    Hold(Vec<i32>),
 }
 
 /// What a signal does when nothing catches it (signal(7)).
@@ -131,11 +134,27 @@ impl Signals {
     }
 
     fn set(&self, route: Route) {
-        *self
-            .shared
-            .route
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = route;
+        let previous = std::mem::replace(
+            &mut *self
+                .shared
+                .route
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            route,
+        );
+        // What waited while the process started goes the new way now.
+        if let Route::Hold(held) = previous {
+            for signo in held {
+                self.shared.deliver(signo);
+            }
+        }
+    }
+
+    /// Keeps signals until the next route is set ([`forward`](Self::forward),
+    /// [`resize`](Self::resize) or [`stop`](Self::stop)), which then gets them: set it just
+    /// before starting the process.
+    pub fn hold(&self) {
+        self.set(Route::Hold(Vec::new()));
     }
 
     /// Sends every signal on with `forward` until it reports the process gone.
@@ -171,11 +190,14 @@ impl Signals {
 
 impl Shared {
     fn deliver(&self, signo: i32) {
-        let route = self
-            .route
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let route = {
+            let mut current = self.route.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Route::Hold(held) = &mut *current {
+                held.push(signo);
+                return;
+            }
+            current.clone()
+        };
         match route {
             Route::Forward(forward) => {
                 if signo == Signal::SIGURG as i32 {
@@ -193,6 +215,8 @@ impl Shared {
             Route::Dropped => log::debug!("not forwarding signal {signo}"),
             Route::Resize(resize) if signo == Signal::SIGWINCH as i32 => resize(),
             Route::Resize(_) | Route::Default => self.default_action(signo),
+            // Taken care of under the lock above.
+            Route::Hold(_) => {}
         }
     }
 
@@ -236,25 +260,38 @@ mod tests {
 
     #[test]
     fn default_actions_follow_signal_7() {
-        assert_eq!(
-            default_action(Signal::SIGWINCH as i32),
-            DefaultAction::Ignore
-        );
-        assert_eq!(
-            default_action(Signal::SIGCHLD as i32),
-            DefaultAction::Ignore
-        );
-        assert_eq!(default_action(Signal::SIGTSTP as i32), DefaultAction::Stop);
-        assert_eq!(
-            default_action(Signal::SIGTERM as i32),
-            DefaultAction::Terminate
-        );
-        assert_eq!(
-            default_action(Signal::SIGUSR1 as i32),
-            DefaultAction::Terminate
-        );
+        for (signal, action) in [
+            (Signal::SIGWINCH, DefaultAction::Ignore),
+            (Signal::SIGCHLD, DefaultAction::Ignore),
+            (Signal::SIGTSTP, DefaultAction::Stop),
+            (Signal::SIGTERM, DefaultAction::Terminate),
+            (Signal::SIGUSR1, DefaultAction::Terminate),
+        ] {
+            assert_eq!(default_action(signal as i32), action, "{signal}");
+        }
         // Real-time signals terminate.
         assert_eq!(default_action(40), DefaultAction::Terminate);
+    }
+
+    #[test]
+    fn signals_held_while_a_process_starts_are_forwarded_in_order() {
+        let signals = Signals::default();
+        signals.hold();
+        // SIGTERM would end the test process if it were acted on instead of held.
+        signals.deliver(Signal::SIGUSR2 as i32);
+        signals.deliver(Signal::SIGTERM as i32);
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&sent);
+        signals.forward(Arc::new(move |signo| {
+            s.lock().unwrap().push(signo);
+            Forwarded::Sent
+        }));
+        assert_eq!(
+            *sent.lock().unwrap(),
+            [Signal::SIGUSR2 as i32, Signal::SIGTERM as i32]
+        );
+        signals.deliver(Signal::SIGINT as i32);
+        assert_eq!(sent.lock().unwrap().len(), 3);
     }
 
     #[test]

@@ -4,17 +4,13 @@
 //! exits, deleted, and (with `--rm`) the container removed with its snapshot. corralctl
 //! exits with the task's exit status.
 
-use std::path::Path;
-
 use clap::Args;
 
 use super::container_flags::{ContainerArgs, ContainerFlags, Target};
 use super::containers::delete_container;
 use super::new_container::container_record;
-use super::tasks::process::{new_task, raw_console, run_task, NewTaskOpts};
-use super::tasks::ExitStatus;
+use super::tasks::{start_new_task, ExitStatus, StartFlags};
 use super::{CtlError, CtlResult, Env};
-use crate::cio::console::RawGuard;
 use crate::cio::signals::Signals;
 
 /// `cpu-shares` when `run` is not given `--cpu-shares` (ctr's flag default).
@@ -108,29 +104,17 @@ fn run_container(
     signals: &Signals,
     container: &corral_protocols::services::containers::v1::containers::Container,
 ) -> CtlResult<ExitStatus> {
-    let raw = if cmd.flags.tty {
-        Some(raw_console(signals)?)
-    } else {
-        None
-    };
-    let console = raw.as_ref().map(RawGuard::console);
     let conn = env.connect()?;
-    let fifo_dir = cmd.fifo_dir.clone().unwrap_or_default();
-    let opts = NewTaskOpts {
-        console,
+    let flags = StartFlags {
+        terminal: cmd.flags.tty,
         null_io: cmd.null_io,
         log_uri: cmd.log_uri.as_deref(),
-        fifo_dir: Path::new(&fifo_dir),
+        fifo_dir: cmd.fifo_dir.as_deref(),
         no_pivot: cmd.flags.no_pivot,
+        detach: cmd.detach,
+        pid_file: cmd.flags.pid_file.as_deref(),
     };
-    let mut task = new_task(&conn, env, container, &opts)?;
-    run_task(
-        &mut task,
-        signals,
-        console,
-        cmd.detach,
-        cmd.flags.pid_file.as_deref(),
-    )
+    start_new_task(&conn, env, container, signals, &flags)
 }
 
 #[cfg(test)]

@@ -193,24 +193,16 @@ impl Spec {
 
 #[cfg(test)]
 mod tests {
+    use super::super::user::test_rootfs;
     use super::*;
     use serde_json::json;
     use std::path::Path;
 
     fn rootfs() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(
-            dir.path().join("etc/passwd"),
+        test_rootfs(
             "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001::/srv:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("etc/group"),
             "root:x:0:\nwheel:x:10:root,web\nweb:x:1001:\naudio:x:29:web\nnogroup:x:65534:\n",
         )
-        .unwrap();
-        dir
     }
 
     fn config(doc: Value) -> ImageConfig {

@@ -327,24 +327,25 @@ fn supplementary_gids(userstr: &str, root: &Path) -> Result<Option<Vec<u32>>, Sp
     }
 }
 
+/// A temporary root filesystem with these `/etc/passwd` and `/etc/group`, for tests.
+#[cfg(test)]
+pub(super) fn test_rootfs(passwd: &str, group: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("etc")).unwrap();
+    std::fs::write(dir.path().join("etc/passwd"), passwd).unwrap();
+    std::fs::write(dir.path().join("etc/group"), group).unwrap();
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rootfs() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(
-            dir.path().join("etc/passwd"),
+        test_rootfs(
             "root:x:0:0:root:/root:/bin/sh\n\nweb:x:1000:1001::/home/web:/bin/sh\n  odd:x:zz:7\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("etc/group"),
             "root:x:0:\nweb:x:1001:web\nwheel:x:10:root,web\naudio:x:29:web\n",
         )
-        .unwrap();
-        dir
     }
 
     fn user(spec: &Spec) -> serde_json::Value {

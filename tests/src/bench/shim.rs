@@ -190,7 +190,7 @@ fn measure(c: &PrivateContainerd, tools: &Tools) -> Result<String, String> {
     ctr_ok(c, &["images", "import", &tools.image.to_string_lossy()])?;
     let go_idle = idle_shims(c, &GO)?;
     let corral_idle = idle_shims(c, &CORRAL)?;
-    let bare = BareRunc::prepare(c, tools)?;
+    let bare = BareRunc::prepare(&c.temp().path().join("bare-runc"), tools)?;
     let latency = latencies(c, &tools.ctr, &bare)?;
     let sizes = (file_size(&tools.corral_shim)?, file_size(&tools.go_shim)?);
     Ok(render(tools, &corral_idle, &go_idle, sizes, &latency))
@@ -227,14 +227,15 @@ fn check(c: &PrivateContainerd, what: &str, out: &Output) -> Result<(), String> 
 
 /// Task id → status (`RUNNING`, `STOPPED`...) from `ctr tasks ls`.
 fn task_statuses(c: &PrivateContainerd) -> Result<HashMap<String, String>, String> {
-    Ok(ctr_ok(c, &["tasks", "ls"])?
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            Some((cols.first()?.to_string(), cols.get(2)?.to_string()))
-        })
-        .collect())
+    Ok(task_rows(&ctr_ok(c, &["tasks", "ls"])?).collect())
+}
+
+/// (task id, status) of each row of a `tasks ls` table, as ctr and corralctl print it.
+pub(super) fn task_rows(table: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    table.lines().skip(1).filter_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        Some((cols.first()?.to_string(), cols.get(2)?.to_string()))
+    })
 }
 
 /// Containers started by a phase; removed (task killed and deleted, container deleted) by
@@ -373,7 +374,13 @@ fn idle_shims(c: &PrivateContainerd, rt: &Runtime) -> Result<IdleFigures, String
         return Err(format!("shim {gone} exited while it was measured"));
     }
     containers.remove_all()?;
-    wait_for(STOP_DEADLINE, "the shims to exit", || {
+    wait_exited(&shims, STOP_DEADLINE)?;
+    IdleFigures::of(&usages, names)
+}
+
+/// Waits until none of `shims` runs; the error names those still running.
+pub(super) fn wait_exited(shims: &[ProcessInfo], deadline: Duration) -> Result<(), String> {
+    wait_for(deadline, "the shims to exit", || {
         shims.iter().all(|p| !p.is_running())
     })
     .map_err(|e| {
@@ -383,8 +390,7 @@ fn idle_shims(c: &PrivateContainerd, rt: &Runtime) -> Result<IdleFigures, String
             .map(|p| p.to_string())
             .collect();
         format!("{e}: {left:?}")
-    })?;
-    IdleFigures::of(&usages, names)
+    })
 }
 
 /// The spreads of one runtime's idle shims.
@@ -413,19 +419,20 @@ impl IdleFigures {
     }
 }
 
-/// A bundle around busybox's rootfs for bare `runc run`, in the private containerd's directory
-/// (so its cleanup removes it, and kills a runc left running there).
-struct BareRunc {
+/// A bundle around busybox's rootfs for bare `runc run` (process `true`, no terminal), the
+/// baseline both benches compare the shims against.
+pub(super) struct BareRunc {
     runc: PathBuf,
     root: PathBuf,
     bundle: PathBuf,
 }
 
 impl BareRunc {
-    /// Untars the OCI archive, its image's layers into `bundle/rootfs`, and writes
-    /// `config.json` with `runc spec`, changed to run `true` without a terminal.
-    fn prepare(c: &PrivateContainerd, tools: &Tools) -> Result<BareRunc, String> {
-        let dir = c.temp().path().join("bare-runc");
+    /// Untars the OCI archive and its image's layers into `<dir>/bundle/rootfs`, and writes
+    /// `config.json` with `runc spec`, changed to run `true` without a terminal. `dir` should
+    /// be inside a private daemon's directory, so that its cleanup removes it (and kills a
+    /// runc left running there).
+    pub(super) fn prepare(dir: &Path, tools: &Tools) -> Result<BareRunc, String> {
         let oci = dir.join("oci");
         let bundle = dir.join("bundle");
         let rootfs = bundle.join("rootfs");
@@ -469,7 +476,7 @@ impl BareRunc {
     }
 
     /// `runc --root <state> run --bundle <bundle> <id>`, timed.
-    fn run(&self, c: &PrivateContainerd, id: &str) -> Result<Duration, String> {
+    pub(super) fn run(&self, id: &str) -> Result<Duration, String> {
         let mut cmd = Command::new(&self.runc);
         cmd.arg("--root")
             .arg(&self.root)
@@ -478,7 +485,76 @@ impl BareRunc {
             .arg(&self.bundle)
             .arg(id);
         let (took, out) = timed(&mut cmd, RUN_DEADLINE)?;
-        check(c, &format!("runc run {id}"), &out)?;
+        if !out.status.success() {
+            return Err(format!(
+                "runc run {id}: {}\nstdout: {}\nstderr: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim_end(),
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            ));
+        }
+        Ok(took)
+    }
+
+    /// `runc create`, `runc start`, `runc delete --force` of the bundle as three runs, as a
+    /// runc shim runs them (the process, `true`, has exited or is killed by the delete).
+    pub(super) fn three_steps(&self, id: &str) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        for step in [
+            &["create", "--bundle"][..],
+            &["start"],
+            &["delete", "--force"],
+        ] {
+            let mut cmd = Command::new(&self.runc);
+            cmd.arg("--root").arg(&self.root).args(step);
+            if step[0] == "create" {
+                cmd.arg(&self.bundle);
+            }
+            let status = cmd
+                .arg(id)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map_err(|e| format!("runc {} {id}: {e}", step[0]))?;
+            if !status.success() {
+                return Err(format!("runc {} {id}: {status}", step[0]));
+            }
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Mounts an overlay with the bundle's rootfs as its lower dir and a fresh upper and work
+    /// dir beside the bundle, makes the one directory runc makes in it (`/run`), then
+    /// unmounts it (which syncs the upper file system), timed.
+    pub(super) fn overlay_cycle(&self, round: usize) -> Result<Duration, String> {
+        let dir = self.root.join(format!("overlay{round}"));
+        let (upper, work, target) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+        for d in [&upper, &work, &target] {
+            std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+        }
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={},index=off",
+            self.bundle.join("rootfs").display(),
+            upper.display(),
+            work.display()
+        );
+        let started = std::time::Instant::now();
+        nix::mount::mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|e| format!("mounting an overlay on {}: {e}", target.display()))?;
+        // What runc writes into every busybox rootfs: the mount point of the spec's `/run`.
+        let made = std::fs::create_dir(target.join("run"));
+        let unmounted = nix::mount::umount2(&target, nix::mount::MntFlags::empty());
+        let took = started.elapsed();
+        unmounted.map_err(|e| format!("unmounting {}: {e}", target.display()))?;
+        made.map_err(|e| format!("creating run in {}: {e}", target.display()))?;
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
         Ok(took)
     }
 }
@@ -552,7 +628,7 @@ fn latencies(c: &PrivateContainerd, ctr: &Path, bare: &BareRunc) -> Result<Laten
     eprintln!("corral-bench: {RUNS} × ctr run --rm (Go shim, Corral) and runc run, interleaved");
     ctr_run_rm(c, ctr, &GO, "gowarm")?;
     ctr_run_rm(c, ctr, &CORRAL, "corralwarm")?;
-    bare.run(c, "runcwarm")?;
+    bare.run("runcwarm")?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut l = Latencies {
         corral: Vec::new(),
@@ -563,7 +639,7 @@ fn latencies(c: &PrivateContainerd, ctr: &Path, bare: &BareRunc) -> Result<Laten
         l.go.push(ms(ctr_run_rm(c, ctr, &GO, &format!("gorun{i}"))?));
         l.corral
             .push(ms(ctr_run_rm(c, ctr, &CORRAL, &format!("corralrun{i}"))?));
-        l.runc.push(ms(bare.run(c, &format!("runcrun{i}"))?));
+        l.runc.push(ms(bare.run(&format!("runcrun{i}"))?));
     }
     Ok(l)
 }
@@ -619,9 +695,10 @@ fn verdict(s: &Spread, target: f64, decimals: usize, unit: &str) -> String {
     }
 }
 
-fn version_line(program: &Path, arg: &str) -> String {
+/// The first line `program --version` prints (`unknown version` when it prints none).
+pub(super) fn version_line(program: &Path) -> String {
     Command::new(program)
-        .arg(arg)
+        .arg("--version")
         .output()
         .ok()
         .and_then(|o| {
@@ -649,8 +726,8 @@ fn render(
          `{GO_RUNTIME}`); both drive the same runc (`{}`). Ratios are Corral / Go shim. The \
          targets are the shim issue's, for Corral; a memory or thread target is met when every \
          Corral shim (the max) is within it.\n",
-        version_line(&tools.containerd, "--version"),
-        version_line(&tools.runc, "--version"),
+        version_line(&tools.containerd),
+        version_line(&tools.runc),
     );
     let _ = writeln!(
         out,
@@ -785,19 +862,21 @@ fn render(
     out
 }
 
+/// A running process with this command line, for the tests of the shim lookups.
+#[cfg(test)]
+pub(super) fn proc(pid: i32, cmdline: &str) -> ProcessInfo {
+    ProcessInfo {
+        pid,
+        ppid: 1,
+        state: 'S',
+        start_time: 1,
+        cmdline: cmdline.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn proc(pid: i32, cmdline: &str) -> ProcessInfo {
-        ProcessInfo {
-            pid,
-            ppid: 1,
-            state: 'S',
-            start_time: 1,
-            cmdline: cmdline.into(),
-        }
-    }
 
     #[test]
     fn finds_the_serving_shim_not_start_nor_other_ids() {

@@ -111,7 +111,7 @@ fn measure(
     for side in [&corral, &reference] {
         side.ok(&["images", "import", &archive])?;
     }
-    let bare = BareRunc::prepare(&corrald.temp.join("bare-runc"), &tools.shim)?;
+    let bare = shim::BareRunc::prepare(&corrald.temp.join("bare-runc"), &tools.shim)?;
     let latency = latencies(&corral, &reference, &bare)?;
     let reference_memory = idle_memory(&reference)?;
     let corral_memory = idle_memory(&corral)?;
@@ -354,15 +354,7 @@ impl<'a> Side<'a> {
 
     /// Task id → status (`RUNNING`, `STOPPED`...) from `tasks ls`.
     fn task_statuses(&self) -> Result<Vec<(String, String)>, String> {
-        Ok(self
-            .ok(&["tasks", "ls"])?
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let cols: Vec<&str> = l.split_whitespace().collect();
-                Some((cols.first()?.to_string(), cols.get(2)?.to_string()))
-            })
-            .collect())
+        Ok(shim::task_rows(&self.ok(&["tasks", "ls"])?).collect())
     }
 
     /// Kills each task with `SIGKILL`, waits until none runs, deletes the tasks and the
@@ -446,7 +438,7 @@ struct Latencies {
 
 /// One untimed warm-up each, then [`RUNS`] rounds of `corralctl run --rm`, `ctr run --rm`,
 /// bare `runc run`.
-fn latencies(corral: &Side, containerd: &Side, bare: &BareRunc) -> Result<Latencies, String> {
+fn latencies(corral: &Side, containerd: &Side, bare: &shim::BareRunc) -> Result<Latencies, String> {
     eprintln!("corral-bench: {RUNS} × corralctl run --rm, ctr run --rm and runc run, interleaved");
     corral.run_rm(&format!("{}warm", corral.prefix))?;
     containerd.run_rm(&format!("{}warm", containerd.prefix))?;
@@ -502,17 +494,7 @@ fn idle_memory(side: &Side) -> Result<Memory, String> {
     let removed = side.remove(&ids);
     let (memory, shims) = measured?;
     removed?;
-    wait_for(STOP_DEADLINE, "the shims to exit", || {
-        shims.iter().all(|p| !p.is_running())
-    })
-    .map_err(|e| {
-        let left: Vec<String> = shims
-            .iter()
-            .filter(|p| p.is_running())
-            .map(|p| p.to_string())
-            .collect();
-        format!("{}: {e}: {left:?}", side.label)
-    })?;
+    shim::wait_exited(&shims, STOP_DEADLINE).map_err(|e| format!("{}: {e}", side.label))?;
     Ok(memory)
 }
 
@@ -542,200 +524,6 @@ fn start_and_read(side: &Side, ids: &[String]) -> Result<(Memory, Vec<ProcessInf
         return Err(format!("shim {gone} exited while it was measured"));
     }
     Ok((memory, shims))
-}
-
-/// A bundle around busybox's rootfs for bare `runc run` (process `true`, no terminal).
-struct BareRunc {
-    runc: PathBuf,
-    root: PathBuf,
-    bundle: PathBuf,
-}
-
-impl BareRunc {
-    /// Untars the OCI archive and its image's layers into `<dir>/bundle/rootfs`, and writes
-    /// `config.json` with `runc spec`, changed to run `true` without a terminal.
-    fn prepare(dir: &Path, tools: &shim::Tools) -> Result<BareRunc, String> {
-        let oci = dir.join("oci");
-        let bundle = dir.join("bundle");
-        let rootfs = bundle.join("rootfs");
-        let root = dir.join("state");
-        for d in [&oci, &rootfs, &root] {
-            std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-        }
-        untar(&tools.image, &oci)?;
-        let index = read_json(&oci.join("index.json"))?;
-        let manifest = read_json(&blob(&oci, &index["manifests"][0]["digest"])?)?;
-        let layers = manifest["layers"]
-            .as_array()
-            .filter(|l| !l.is_empty())
-            .ok_or("the busybox manifest has no layers")?;
-        for layer in layers {
-            untar(&blob(&oci, &layer["digest"])?, &rootfs)?;
-        }
-        let out = Command::new(&tools.runc)
-            .arg("spec")
-            .current_dir(&bundle)
-            .output()
-            .map_err(|e| format!("runc spec: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "runc spec: {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let config_path = bundle.join("config.json");
-        let mut config = read_json(&config_path)?;
-        config["process"]["terminal"] = false.into();
-        config["process"]["args"] = serde_json::json!(["true"]);
-        std::fs::write(&config_path, config.to_string())
-            .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
-        Ok(BareRunc {
-            runc: tools.runc.clone(),
-            root,
-            bundle,
-        })
-    }
-
-    /// `runc --root <state> run --bundle <bundle> <id>`, timed.
-    fn run(&self, id: &str) -> Result<Duration, String> {
-        let mut cmd = Command::new(&self.runc);
-        cmd.arg("--root")
-            .arg(&self.root)
-            .arg("run")
-            .arg("--bundle")
-            .arg(&self.bundle)
-            .arg(id);
-        let (took, out) = timed(&mut cmd, DEADLINE)?;
-        if !out.status.success() {
-            return Err(format!(
-                "runc run {id}: {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            ));
-        }
-        Ok(took)
-    }
-}
-
-impl BareRunc {
-    /// `runc create`, `runc start`, `runc delete --force` of the bundle as three runs, as a
-    /// runc shim runs them (the process, `true`, has exited or is killed by the delete).
-    fn three_steps(&self, id: &str) -> Result<Duration, String> {
-        let started = std::time::Instant::now();
-        for step in [
-            &["create", "--bundle"][..],
-            &["start"],
-            &["delete", "--force"],
-        ] {
-            let mut cmd = Command::new(&self.runc);
-            cmd.arg("--root").arg(&self.root).args(step);
-            if step[0] == "create" {
-                cmd.arg(&self.bundle);
-            }
-            let status = cmd
-                .arg(id)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .map_err(|e| format!("runc {} {id}: {e}", step[0]))?;
-            if !status.success() {
-                return Err(format!("runc {} {id}: {status}", step[0]));
-            }
-        }
-        Ok(started.elapsed())
-    }
-
-    /// Mounts an overlay with the bundle's rootfs as its lower dir and a fresh upper and work
-    /// dir beside the bundle, makes the one directory runc makes in it (`/run`), then
-    /// unmounts it (which syncs the upper file system), timed.
-    fn overlay_cycle(&self, round: usize) -> Result<Duration, String> {
-        let dir = self.root.join(format!("overlay{round}"));
-        let (upper, work, target) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-        for d in [&upper, &work, &target] {
-            std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-        }
-        let data = format!(
-            "lowerdir={},upperdir={},workdir={},index=off",
-            self.bundle.join("rootfs").display(),
-            upper.display(),
-            work.display()
-        );
-        let started = std::time::Instant::now();
-        nix::mount::mount(
-            Some("overlay"),
-            &target,
-            Some("overlay"),
-            nix::mount::MsFlags::empty(),
-            Some(data.as_str()),
-        )
-        .map_err(|e| format!("mounting an overlay on {}: {e}", target.display()))?;
-        // What runc writes into every busybox rootfs: the mount point of the spec's `/run`.
-        let made = std::fs::create_dir(target.join("run"));
-        let unmounted = nix::mount::umount2(&target, nix::mount::MntFlags::empty());
-        let took = started.elapsed();
-        unmounted.map_err(|e| format!("unmounting {}: {e}", target.display()))?;
-        made.map_err(|e| format!("creating run in {}: {e}", target.display()))?;
-        std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
-        Ok(took)
-    }
-}
-
-fn untar(archive: &Path, into: &Path) -> Result<(), String> {
-    let out = Command::new("tar")
-        .arg("-xf")
-        .arg(archive)
-        .arg("-C")
-        .arg(into)
-        .output()
-        .map_err(|e| format!("running tar: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "tar -xf {}: {}: {}",
-            archive.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))
-}
-
-/// The blob file of an OCI layout for a digest such as `sha256:<hex>`.
-fn blob(oci: &Path, digest: &serde_json::Value) -> Result<PathBuf, String> {
-    let text = digest.as_str().unwrap_or_default();
-    match text.split_once(':') {
-        Some((alg, hex))
-            if !alg.is_empty()
-                && !hex.is_empty()
-                && alg.chars().all(|c| c.is_ascii_alphanumeric())
-                && hex.chars().all(|c| c.is_ascii_hexdigit()) =>
-        {
-            Ok(oci.join("blobs").join(alg).join(hex))
-        }
-        _ => Err(format!("not an OCI digest: {digest}")),
-    }
-}
-
-fn version_line(program: &Path) -> String {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(|l| l.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown version".into())
 }
 
 /// The latency verdict: Corral's median within both factors.
@@ -772,9 +560,9 @@ fn render(tools: &Tools, latency: &Latencies, ours: &Memory, theirs: &Memory) ->
          Every shim measured is checked to run the expected binary. Ratios are Corral / \
          reference (below 1 is better).\n",
         shim::CORRAL_SHIM,
-        version_line(&tools.shim.containerd),
+        shim::version_line(&tools.shim.containerd),
         tools.shim.go_shim.display(),
-        version_line(&tools.shim.runc),
+        shim::version_line(&tools.shim.runc),
     );
     let _ = writeln!(
         out,
@@ -945,17 +733,8 @@ fn render(tools: &Tools, latency: &Latencies, ours: &Memory, theirs: &Memory) ->
 
 #[cfg(test)]
 mod tests {
+    use super::shim::proc;
     use super::*;
-
-    fn proc(pid: i32, cmdline: &str) -> ProcessInfo {
-        ProcessInfo {
-            pid,
-            ppid: 1,
-            state: 'S',
-            start_time: 1,
-            cmdline: cmdline.into(),
-        }
-    }
 
     fn side(socket: &str) -> Side<'static> {
         Side {
@@ -1025,15 +804,5 @@ mod tests {
             "over 1.5× runc"
         );
         assert!(!latency_met(&s(40.0), &s(70.0), &s(30.0)), "over 0.5× ctr");
-    }
-
-    #[test]
-    fn digests_name_blobs() {
-        let oci = Path::new("/x");
-        assert_eq!(
-            blob(oci, &serde_json::json!("sha256:ab12")).unwrap(),
-            Path::new("/x/blobs/sha256/ab12")
-        );
-        assert!(blob(oci, &serde_json::json!("sha256:../etc")).is_err());
     }
 }

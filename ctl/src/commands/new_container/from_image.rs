@@ -79,13 +79,7 @@ pub(super) fn new_container(
     let checked = SpecFlags::check(flags)?;
     let runtime = runtime_options(flags)?;
 
-    let lease = TempLease::create(
-        LeasesClient::new(client.clone()),
-        ctx,
-        None,
-        DEFAULT_EXPIRY,
-        HashMap::new(),
-    )?;
+    let lease = new_lease(client, ctx)?;
     let ctx = lease.attach(ctx);
     let config = image_config(&store, &image, &matcher)?;
     let mut labels = container_labels(&config, &image, &flags.labels);
@@ -135,18 +129,24 @@ fn ensure_unpacked(
     if unpacker(client, store, ctx, snapshotter).exists(&chain)? {
         return Ok(chain);
     }
-    let lease = TempLease::create(
-        LeasesClient::new(client.clone()),
-        ctx,
-        None,
-        DEFAULT_EXPIRY,
-        HashMap::new(),
-    )?;
+    let lease = new_lease(client, ctx)?;
     let ctx = lease.attach(ctx);
     let leased = RemoteContent::new(ContentClient::new(client.clone()), ctx.clone());
     let chain = unpacker(client, &leased, &ctx, snapshotter).unpack(image, matcher)?;
     release(lease);
     Ok(chain)
+}
+
+/// A lease as containerd's client makes one for a piece of work: a random id, the default
+/// expiry, no other label.
+fn new_lease(client: &Client, ctx: &CallContext) -> ImageResult<TempLease> {
+    TempLease::create(
+        LeasesClient::new(client.clone()),
+        ctx,
+        None,
+        DEFAULT_EXPIRY,
+        HashMap::new(),
+    )
 }
 
 /// Deletes a lease once its work is done. Like containerd's client, which defers the

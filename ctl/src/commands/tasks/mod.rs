@@ -311,28 +311,61 @@ fn start(env: &Env, cmd: &StartCommand) -> CtlResult<ExitStatus> {
     let signals = Signals::start()?;
     let conn = env.connect()?;
     let container = load_container(&conn, env, &id)?;
-    let raw = if spec_terminal(&container)? {
-        Some(process::raw_console(&signals)?)
+    let flags = StartFlags {
+        terminal: spec_terminal(&container)?,
+        null_io: cmd.null_io,
+        log_uri: cmd.log_uri.as_deref(),
+        fifo_dir: cmd.fifo_dir.as_deref(),
+        no_pivot: cmd.no_pivot,
+        detach: cmd.detach,
+        pid_file: cmd.pid_file.as_deref(),
+    };
+    start_new_task(&conn, env, &container, &signals, &flags)
+}
+
+/// How `run` and `tasks start` start a container's new task (ctr's task flags).
+pub(crate) struct StartFlags<'a> {
+    /// The task gets the caller's terminal, made raw while it runs (`run -t`, or a spec
+    /// with `process.terminal` for `tasks start`).
+    pub terminal: bool,
+    /// `--null-io`.
+    pub null_io: bool,
+    /// `--log-uri`.
+    pub log_uri: Option<&'a str>,
+    /// `--fifo-dir`.
+    pub fifo_dir: Option<&'a str>,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--detach`.
+    pub detach: bool,
+    /// `--pid-file`.
+    pub pid_file: Option<&'a str>,
+}
+
+/// Creates the container's task with its IO, starts it and, unless detached, follows it to
+/// its exit with signals forwarded: ctr's `NewTask` then its `run`/`start` tail.
+pub(crate) fn start_new_task(
+    conn: &Client,
+    env: &Env,
+    container: &Container,
+    signals: &Signals,
+    flags: &StartFlags<'_>,
+) -> CtlResult<ExitStatus> {
+    let raw = if flags.terminal {
+        Some(process::raw_console(signals)?)
     } else {
         None
     };
     let console = raw.as_ref().map(RawGuard::console);
-    let fifo_dir = cmd.fifo_dir.clone().unwrap_or_default();
     let opts = NewTaskOpts {
         console,
-        null_io: cmd.null_io,
-        log_uri: cmd.log_uri.as_deref(),
-        fifo_dir: Path::new(&fifo_dir),
-        no_pivot: cmd.no_pivot,
+        null_io: flags.null_io,
+        log_uri: flags.log_uri,
+        fifo_dir: Path::new(flags.fifo_dir.unwrap_or_default()),
+        no_pivot: flags.no_pivot,
     };
-    let mut task = process::new_task(&conn, env, &container, &opts)?;
-    process::run_task(
-        &mut task,
-        &signals,
-        console,
-        cmd.detach,
-        cmd.pid_file.as_deref(),
-    )
+    let mut task = process::new_task(conn, env, container, &opts)?;
+    process::run_task(&mut task, signals, console, flags.detach, flags.pid_file)
 }
 
 /// `tasks attach`: the running task's fifos copied to and from this terminal until it

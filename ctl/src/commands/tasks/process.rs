@@ -589,12 +589,18 @@ pub fn run_task(
             write_pid_file(path, task.pid())?;
         }
         resize_before_start(task.target(), console);
+        if waiter.is_some() {
+            // Signals that come while the task starts are forwarded once `follow` sets up
+            // forwarding (ctr loses them, or dies of them).
+            signals.hold();
+        }
         task.start()?;
         Ok::<_, CtlError>(waiter)
     })();
     let waiter = match started {
         Ok(w) => w,
         Err(e) => {
+            signals.stop();
             task.discard();
             return Err(e);
         }
