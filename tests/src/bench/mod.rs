@@ -10,6 +10,7 @@
 pub mod daemon;
 pub mod images;
 pub mod meta;
+pub mod registry;
 pub mod shim;
 pub mod tasks;
 

@@ -30,11 +30,13 @@ fn main() -> ExitCode {
     // `corral-bench --daemon-only`: just the daemon section, printed, not written.
     // `corral-bench --images-only`: just the images section, printed, not written.
     // `corral-bench --tasks-only`: just the tasks section, printed, not written.
+    // `corral-bench --registry-only`: just the registry pull section, printed, not written.
     let result = match std::env::args().nth(1).as_deref() {
         Some("--meta-only") => meta_section(),
         Some("--daemon-only") => daemon_section(),
         Some("--images-only") => images_section(),
         Some("--tasks-only") => tasks_section(),
+        Some("--registry-only") => registry_section(),
         _ => run(),
     };
     match result {
@@ -82,6 +84,7 @@ fn run() -> Result<String, String> {
     report.push_str(&meta_section()?);
     report.push_str(&daemon_section()?);
     report.push_str(&images_section()?);
+    report.push_str(&registry_section()?);
     report.push_str(&tasks::run(&tasks_tools)?);
 
     let out = repo_root().join("docs/benchmarks.md");
@@ -103,6 +106,12 @@ fn images_section() -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
     let bin_dir = exe.parent().ok_or("the bench binary has no directory")?;
     corral_tests::bench::images::run(bin_dir)
+}
+
+fn registry_section() -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
+    let bin_dir = exe.parent().ok_or("the bench binary has no directory")?;
+    corral_tests::bench::registry::run(bin_dir)
 }
 
 fn tasks_section() -> Result<String, String> {
