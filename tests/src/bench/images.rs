@@ -34,28 +34,31 @@ const IMPORT_FACTOR: f64 = 0.8;
 const PEAK_RSS_TARGET_KIB: u64 = 16 * 1024;
 
 /// `VmHWM` of `pid`, KiB.
-fn peak_rss(pid: u32) -> Result<u64, String> {
+pub(super) fn peak_rss(pid: u32) -> Result<u64, String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("reading /proc/{pid}/status: {e}"))?;
     field_kib(&status, "VmHWM:").ok_or_else(|| format!("no VmHWM for {pid}"))
 }
 
 /// Makes a CLI command against one daemon from its arguments.
-type Cli<'a> = Box<dyn Fn(&[&str]) -> Command + 'a>;
+pub(super) type Cli<'a> = Box<dyn Fn(&[&str]) -> Command + 'a>;
 
 /// One daemon under test, fresh on its own root, and how to run its CLI against it.
-struct Side<'a> {
-    proc: Proc,
+pub(super) struct Side<'a> {
+    /// The CLI's name, for messages.
+    pub(super) name: &'static str,
+    pub(super) proc: Proc,
     _temp: TempRoot,
-    cli: Cli<'a>,
+    pub(super) cli: Cli<'a>,
 }
 
-fn corral_side(bin_dir: &Path) -> Result<Side<'static>, String> {
+pub(super) fn corral_side(bin_dir: &Path) -> Result<Side<'static>, String> {
     let t = TempRoot::new().map_err(|e| format!("temp root: {e}"))?;
     let sock = t.join("corral.sock");
     let (proc, _) = start_timed(&mut corrald_cmd(bin_dir, &t, &sock)?, &sock)?;
     let ctl = bin_dir.join("corralctl");
     Ok(Side {
+        name: "corralctl",
         proc,
         _temp: t,
         cli: Box::new(move |args| {
@@ -66,13 +69,14 @@ fn corral_side(bin_dir: &Path) -> Result<Side<'static>, String> {
     })
 }
 
-fn containerd_side(pc: &PrivateContainerd) -> Result<Side<'_>, String> {
+pub(super) fn containerd_side(pc: &PrivateContainerd) -> Result<Side<'_>, String> {
     let t = TempRoot::new().map_err(|e| format!("temp root: {e}"))?;
     let (config, grpc) = containerd_config(&t)?;
     let mut cmd = pc.command("containerd");
     cmd.arg("--config").arg(&config);
     let (proc, _) = start_timed(&mut cmd, &grpc)?;
     Ok(Side {
+        name: "ctr",
         proc,
         _temp: t,
         cli: Box::new(move |args| {
@@ -105,7 +109,7 @@ fn imports<'a>(
     Ok((times, peaks))
 }
 
-fn line(
+pub(super) fn line(
     out: &mut String,
     figure: &str,
     ours: &[f64],

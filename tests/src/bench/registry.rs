@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::daemon::{containerd_config, corrald_cmd, met, ms, run_cli, spread, start_timed, Proc};
-use super::{field_kib, timed};
+use super::daemon::{met, ms, run_cli};
+use super::images::{containerd_side, corral_side, line, peak_rss, Side};
+use super::timed;
 use crate::harness::containerd::{ContainerdOptions, PrivateContainerd};
 use crate::harness::registry::{Registry, RegistryOptions};
 use crate::harness::TempRoot;
@@ -27,73 +28,16 @@ pub const ROUNDS: usize = 4;
 pub const IMAGE_BYTES: usize = 100 << 20;
 pub const IMAGE_LAYERS: usize = 5;
 const LOCAL_NAME: &str = "docker.io/corral/bench-pull:latest";
-const NAMESPACE: &str = "bench";
 const DEADLINE: Duration = Duration::from_secs(300);
 /// Targets: pull time against ctr's, and client + daemon peak RSS.
 const PULL_FACTOR: f64 = 0.8;
 const PEAK_RSS_TARGET_KIB: u64 = 24 * 1024;
 const TIME: &str = "/usr/bin/time";
 
-/// `VmHWM` of `pid`, KiB.
-fn peak_rss(pid: u32) -> Result<u64, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("reading /proc/{pid}/status: {e}"))?;
-    field_kib(&status, "VmHWM:").ok_or_else(|| format!("no VmHWM for {pid}"))
-}
-
 /// Resets the peak RSS (`VmHWM`) of `pid` to its current RSS.
 fn reset_peak(pid: u32) -> Result<(), String> {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
         .map_err(|e| format!("resetting the peak RSS of {pid}: {e}"))
-}
-
-/// Makes a CLI command against one daemon from its arguments.
-type Cli<'a> = Box<dyn Fn(&[&str]) -> Command + 'a>;
-
-/// One daemon under test on its own root, and how to run its CLI against it.
-struct Side<'a> {
-    name: &'static str,
-    proc: Proc,
-    _temp: TempRoot,
-    cli: Cli<'a>,
-}
-
-fn corral_side(bin_dir: &Path) -> Result<Side<'static>, String> {
-    let t = TempRoot::new().map_err(|e| format!("temp root: {e}"))?;
-    let sock = t.join("corral.sock");
-    let (proc, _) = start_timed(&mut corrald_cmd(bin_dir, &t, &sock)?, &sock)?;
-    let ctl = bin_dir.join("corralctl");
-    Ok(Side {
-        name: "corralctl",
-        proc,
-        _temp: t,
-        cli: Box::new(move |args| {
-            let mut cmd = Command::new(&ctl);
-            cmd.arg("-a").arg(&sock).args(["-n", NAMESPACE]).args(args);
-            cmd
-        }),
-    })
-}
-
-fn containerd_side(pc: &PrivateContainerd) -> Result<Side<'_>, String> {
-    let t = TempRoot::new().map_err(|e| format!("temp root: {e}"))?;
-    let (config, grpc) = containerd_config(&t)?;
-    let mut cmd = pc.command("containerd");
-    cmd.arg("--config").arg(&config);
-    let (proc, _) = start_timed(&mut cmd, &grpc)?;
-    Ok(Side {
-        name: "ctr",
-        proc,
-        _temp: t,
-        cli: Box::new(move |args| {
-            let mut cmd = pc.command("ctr");
-            cmd.arg("--address")
-                .arg(&grpc)
-                .args(["-n", NAMESPACE])
-                .args(args);
-            cmd
-        }),
-    })
 }
 
 /// Lines of `args`' output on `side`.
@@ -189,29 +133,6 @@ fn push_image(bin_dir: &Path, reg: &Registry, archive: &Path) -> Result<String, 
         &mut (helper.cli)(&["images", "push", "--plain-http", &remote, LOCAL_NAME]),
     )?;
     Ok(remote)
-}
-
-fn line(
-    out: &mut String,
-    figure: &str,
-    ours: &[f64],
-    refs: &[f64],
-    unit: &str,
-) -> Result<(f64, f64), String> {
-    let o = spread(ours)?;
-    let r = spread(refs)?;
-    let _ = write!(
-        out,
-        "| {figure} | {:.0} / {:.0} / {:.0} {unit} | {:.0} / {:.0} / {:.0} {unit} | {:.2} ",
-        o.min,
-        o.median,
-        o.max,
-        r.min,
-        r.median,
-        r.max,
-        o.median / r.median
-    );
-    Ok((o.median, r.median))
 }
 
 /// Runs the section and returns its Markdown.
