@@ -24,7 +24,7 @@ use super::error::{ImageError, Result};
 use super::ocispec::Descriptor;
 
 /// Bytes per `WRITE` message (containerd copies through a 1 MiB buffer).
-pub const CHUNK: usize = 1 << 20;
+pub const CHUNK: usize = 256 << 10;
 /// The largest JSON document (manifest, index, config) read into memory.
 pub const MAX_DOCUMENT: i64 = 32 << 20;
 /// How long a write waits for a reference another writer holds (`content.OpenWriter`).
@@ -331,14 +331,18 @@ impl RemoteContent {
                 break;
             }
             digester.update(&buf[..n]);
-            let msg = WriteContentRequest {
+            buf.truncate(n);
+            // The buffer travels in the message and comes back: a chunk is never copied.
+            let mut msg = WriteContentRequest {
                 action: EnumOrUnknown::new(WriteAction::WRITE),
                 offset,
-                data: buf[..n].to_vec(),
+                data: std::mem::take(&mut buf),
                 ..Default::default()
             };
-            let resp =
-                Self::exchange(&mut stream, &msg).map_err(|e| e.context("failed to send write"))?;
+            let sent = Self::exchange(&mut stream, &msg);
+            buf = std::mem::take(&mut msg.data);
+            buf.resize(CHUNK, 0);
+            let resp = sent.map_err(|e| e.context("failed to send write"))?;
             if resp.offset != offset + n as i64 {
                 return Err(ImageError::Unknown(format!(
                     "short write: the daemon is at {} after writing {n} bytes at {offset}",

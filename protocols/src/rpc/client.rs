@@ -163,12 +163,33 @@ impl Client {
         }
         let buf = frame::encode_frame(id, TYPE_DATA, flags, body)
             .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        self.write_frame(&buf)
+    }
+
+    /// Sends `msg` as a data frame of call `id`, encoded straight into the frame's buffer (a
+    /// large message, a content write, is not held twice).
+    fn send_message<M: Message>(&self, id: u32, msg: &M) -> RpcResult<()> {
+        if self.is_closed() {
+            return Err(closed_status());
+        }
+        let mut buf = Vec::new();
+        frame::append_frame(&mut buf, id, TYPE_DATA, 0, msg).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidInput {
+                Status::resource_exhausted(format!("{}: {e}", M::NAME))
+            } else {
+                Status::internal(format!("encoding {}: {e}", M::NAME))
+            }
+        })?;
+        self.write_frame(&buf)
+    }
+
+    fn write_frame(&self, buf: &[u8]) -> RpcResult<()> {
         let mut w = self
             .0
             .writer
             .lock()
             .map_err(|_| Status::internal("client writer poisoned"))?;
-        io::Write::write_all(&mut w.stream, &buf).map_err(|e| self.write_failed(e))
+        io::Write::write_all(&mut w.stream, buf).map_err(|e| self.write_failed(e))
     }
 
     fn write_failed(&self, e: io::Error) -> Status {
@@ -298,7 +319,7 @@ impl Call {
     }
 
     fn send<M: Message>(&self, msg: &M) -> RpcResult<()> {
-        self.client.send_data(self.id, 0, &encode(msg)?)
+        self.client.send_message(self.id, msg)
     }
 
     fn close_send(&self) -> RpcResult<()> {
