@@ -24,11 +24,7 @@ fn main() -> ExitCode {
     if let Some(t) = cli.timeout {
         ctx = ctx.with_timeout(t);
     }
-    let env = Env {
-        address: cli.address,
-        namespace: cli.namespace,
-        ctx,
-    };
+    let env = Env::new(cli.address, cli.namespace, ctx);
     match run(&env, cli.command) {
         // As Go's os.Exit does with a process's status: only its low byte reaches the parent.
         Ok(status) => ExitCode::from((status & 0xff) as u8),

@@ -209,8 +209,19 @@ pub fn delete_container(client: &Client, env: &Env, id: &str, keep_snapshot: boo
             "cannot delete running task {id}: failed precondition"
         )));
     }
-    let containers = ContainersClient::new(client.clone());
-    let c = get(&containers, env, id)?;
+    let c = get(&ContainersClient::new(client.clone()), env, id)?;
+    remove_container(client, env, &c, keep_snapshot)
+}
+
+/// Deletes the container `c` (its record as read from corrald) whose task is known to be
+/// gone: its snapshot unless `keep_snapshot`, then the record (the tail of
+/// [`delete_container`]).
+pub fn remove_container(
+    client: &Client,
+    env: &Env,
+    c: &Container,
+    keep_snapshot: bool,
+) -> CtlResult {
     if !keep_snapshot && !c.snapshot_key.is_empty() {
         if c.snapshotter.is_empty() {
             return Err(CtlError::new(
@@ -228,10 +239,10 @@ pub fn delete_container(client: &Client, env: &Env, id: &str, keep_snapshot: boo
         }
     }
     let req = DeleteContainerRequest {
-        id: id.to_string(),
+        id: c.id.clone(),
         ..Default::default()
     };
-    containers.delete(&env.ctx, &req)?;
+    ContainersClient::new(client.clone()).delete(&env.ctx, &req)?;
     Ok(())
 }
 

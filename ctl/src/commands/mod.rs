@@ -18,6 +18,7 @@ pub mod tasks;
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use corral_protocols::rpc::{CallContext, Client, Code, Status};
 
@@ -61,7 +62,7 @@ pub fn status_message(s: &Status) -> String {
 pub type CtlResult<T = ()> = Result<T, CtlError>;
 
 /// What every command needs: where corrald is and the call context (namespace, timeout).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Env {
     /// corrald's address, as given.
     pub address: String,
@@ -69,12 +70,41 @@ pub struct Env {
     pub namespace: String,
     /// The namespace and timeout of every call.
     pub ctx: CallContext,
+    /// The connection the command's calls share, made on first use.
+    conn: Arc<Mutex<Option<Client>>>,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("address", &self.address)
+            .field("namespace", &self.namespace)
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Env {
-    /// Connects to corrald.
+    /// The environment of a command calling corrald at `address` with `ctx`.
+    pub fn new(address: String, namespace: String, ctx: CallContext) -> Env {
+        Env {
+            address,
+            namespace,
+            ctx,
+            conn: Arc::default(),
+        }
+    }
+
+    /// The connection to corrald: one for the whole command (a `run` makes some twenty
+    /// calls), made again if corrald closed it.
     pub fn connect(&self) -> CtlResult<Client> {
-        connect(&self.address)
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = conn.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let c = connect(&self.address)?;
+        *conn = Some(c.clone());
+        Ok(c)
     }
 }
 

@@ -15,6 +15,7 @@ use corral_protocols::services::containers::v1::containers::{
     container, Container, CreateContainerRequest,
 };
 use corral_protocols::services::containers::v1::containers_rpc::ContainersClient;
+use corral_protocols::types::mount::Mount;
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 use protobuf::well_known_types::any::Any;
 use protobuf::MessageField;
@@ -46,7 +47,7 @@ pub fn container_record(
     flags: &ContainerFlags,
     target: &Target,
     cpu_shares: i64,
-) -> CtlResult<Container> {
+) -> CtlResult<Created> {
     flags.check_supported()?;
     let client = env.connect()?;
     let labels = parse_labels(&flags.labels);
@@ -78,7 +79,20 @@ pub fn container_record(
         }
     };
     let record = new_record(id, labels, flags, runtime, spec)?;
-    create(&client, &env.ctx, record)
+    Ok(Created {
+        record: create(&client, &env.ctx, record)?,
+        rootfs: None,
+    })
+}
+
+/// A container just created.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// Its record, as corrald stored it.
+    pub record: Container,
+    /// The mounts of the snapshot made for it, when one was: its task's root filesystem,
+    /// with no `Snapshots.Mounts` call.
+    pub rootfs: Option<Vec<Mount>>,
 }
 
 /// The record of container `id` for `spec`, with `labels` (also set as the spec's

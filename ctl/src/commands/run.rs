@@ -7,8 +7,8 @@
 use clap::Args;
 
 use super::container_flags::{ContainerArgs, ContainerFlags, Target};
-use super::containers::delete_container;
-use super::new_container::container_record;
+use super::containers::{delete_container, remove_container};
+use super::new_container::{container_record, Created};
 use super::tasks::{start_new_task, ExitStatus, StartFlags};
 use super::{CtlError, CtlResult, Env};
 use crate::cio::signals::Signals;
@@ -84,15 +84,18 @@ pub fn run(env: &Env, cmd: &RunCommand) -> CtlResult<ExitStatus> {
     let target = cmd.target()?;
     // Before any thread exists (the connection's reader included), so all inherit the mask.
     let signals = Signals::start()?;
-    let container = container_record(env, &cmd.flags, &target, RUN_CPU_SHARES)?;
-    let result = run_container(env, cmd, &signals, &container);
+    let created = container_record(env, &cmd.flags, &target, RUN_CPU_SHARES)?;
+    let result = run_container(env, cmd, &signals, &created);
     if cmd.rm && !cmd.detach {
-        let removed = env
-            .connect()
-            .and_then(|conn| delete_container(&conn, env, &container.id, false));
+        let id = &created.record.id;
+        let removed = env.connect().and_then(|conn| match result {
+            // The task ran and was deleted: the record in hand is the container's.
+            Ok(_) => remove_container(&conn, env, &created.record, false),
+            Err(_) => delete_container(&conn, env, id, false),
+        });
         if let Err(e) = removed {
             // ctr's deferred delete reports nothing; a leftover container is worth a line.
-            log::warn!("removing container {}: {e}", container.id);
+            log::warn!("removing container {id}: {e}");
         }
     }
     result
@@ -102,7 +105,7 @@ fn run_container(
     env: &Env,
     cmd: &RunCommand,
     signals: &Signals,
-    container: &corral_protocols::services::containers::v1::containers::Container,
+    created: &Created,
 ) -> CtlResult<ExitStatus> {
     let conn = env.connect()?;
     let flags = StartFlags {
@@ -113,8 +116,9 @@ fn run_container(
         no_pivot: cmd.flags.no_pivot,
         detach: cmd.detach,
         pid_file: cmd.flags.pid_file.as_deref(),
+        rootfs: created.rootfs.as_deref(),
     };
-    start_new_task(&conn, env, container, signals, &flags)
+    start_new_task(&conn, env, &created.record, signals, &flags)
 }
 
 #[cfg(test)]

@@ -180,8 +180,12 @@ pub fn config(
 
 /// `images.RootFS`: the diff IDs a config lists, bottom first.
 pub fn rootfs(store: &dyn ContentStore, config: &Descriptor) -> Result<Vec<String>> {
-    let data = read_blob(store, config)?;
-    let c: ImageConfig = from_json(&data, &format!("image config {}", config.digest))?;
+    diff_ids(&read_blob(store, config)?, &config.digest)
+}
+
+/// The diff IDs the image config `data` (blob `digest`) lists, bottom first.
+pub fn diff_ids(data: &[u8], digest: &str) -> Result<Vec<String>> {
+    let c: ImageConfig = from_json(data, &format!("image config {digest}"))?;
     Ok(c.rootfs.diff_ids)
 }
 

@@ -19,29 +19,31 @@
 use std::collections::{BTreeMap, HashMap};
 
 use corral_protocols::rpc::{CallContext, Client};
-use corral_protocols::services::containers::v1::containers::Container;
 use corral_protocols::services::content::v1::content_rpc::ContentClient;
 use corral_protocols::services::diff::v1::diff_rpc::DiffClient;
 use corral_protocols::services::images::v1::images_rpc::ImagesClient;
 use corral_protocols::services::leases::v1::leases_rpc::LeasesClient;
 use corral_protocols::services::namespaces::v1::namespace_rpc::NamespacesClient;
 use corral_protocols::services::snapshots::v1::snapshots::{
-    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+    PrepareSnapshotRequest, RemoveSnapshotRequest,
 };
 use corral_protocols::services::snapshots::v1::snapshots_rpc::SnapshotsClient;
+use corral_protocols::types::mount::Mount;
 
-use super::{create, new_record, new_spec, runtime_options, SpecFlags, SpecRoot};
+use super::{create, new_record, new_spec, runtime_options, Created, SpecFlags, SpecRoot};
 use crate::commands::container_flags::ContainerFlags;
 use crate::commands::{parse_labels, CtlError, CtlResult, Env};
 use crate::image::content::{read_blob, ContentStore, RemoteContent};
+use crate::image::digest::chain_id;
 use crate::image::error::{ImageError, Result as ImageResult};
 use crate::image::handlers;
 use crate::image::image_store::{Image, ImageStore, RemoteImages};
 use crate::image::lease::{TempLease, DEFAULT_EXPIRY};
 use crate::image::media_types;
 use crate::image::mount::{try_readonly, TempMount};
+use crate::image::ocispec::Descriptor;
 use crate::image::platforms::{self, Matcher};
-use crate::image::unpack::{image_chain_id, resolve_snapshotter, Unpacker};
+use crate::image::unpack::{resolve_snapshotter, Unpacker};
 use crate::spec::image_config::ImageConfig;
 
 /// The container label holding the signal that stops it (`containerd.StopSignalLabel`).
@@ -61,7 +63,7 @@ pub(super) fn new_container(
     id: &str,
     args: &[String],
     cpu_shares: i64,
-) -> CtlResult<Container> {
+) -> CtlResult<Created> {
     let ctx = &env.ctx;
     let image = RemoteImages::new(ImagesClient::new(client.clone()), ctx.clone()).get(reference)?;
     let matcher = match flags.platform.as_deref().filter(|p| !p.is_empty()) {
@@ -75,13 +77,19 @@ pub(super) fn new_container(
         flags.snapshotter.as_deref().unwrap_or_default(),
     )?;
     let store = RemoteContent::new(ContentClient::new(client.clone()), ctx.clone());
-    let parent = ensure_unpacked(client, ctx, &store, &image, &matcher, &snapshotter)?;
+    // The manifest and the config are read once: they give the chain ID, then the spec and
+    // the labels (containerd's client reads both twice).
+    let manifest = handlers::manifest(&store, &image.target, Some(&matcher))?;
+    let config_json = read_blob(&store, &manifest.config)?;
+    let chain =
+        chain_id(&handlers::diff_ids(&config_json, &manifest.config.digest)?).unwrap_or_default();
+    let parent = ensure_unpacked(client, ctx, &store, &image, &matcher, &snapshotter, chain)?;
     let checked = SpecFlags::check(flags)?;
     let runtime = runtime_options(flags)?;
 
     let lease = new_lease(client, ctx)?;
     let ctx = lease.attach(ctx);
-    let config = image_config(&store, &image, &matcher)?;
+    let config = image_config(&manifest.config, &config_json)?;
     let mut labels = container_labels(&config, &image, &flags.labels);
     let snapshot = NewSnapshot::prepare(
         SnapshotsClient::new(client.clone()),
@@ -109,14 +117,17 @@ pub(super) fn new_container(
     record.image = image.name.clone();
     record.snapshotter = snapshotter.clone();
     record.snapshot_key = id.to_string();
-    let created = create(client, &ctx, record)?;
-    snapshot.keep();
+    let record = create(client, &ctx, record)?;
+    let rootfs = snapshot.keep();
     release(lease);
-    Ok(created)
+    Ok(Created {
+        record,
+        rootfs: Some(rootfs),
+    })
 }
 
-/// `Image.IsUnpacked`, then `Image.Unpack` under a lease of its own when it is not; the
-/// image's chain ID, which names its top snapshot.
+/// `Image.IsUnpacked` (its top snapshot, `chain`, exists), then `Image.Unpack` under a
+/// lease of its own when it is not; the image's chain ID, which names its top snapshot.
 fn ensure_unpacked(
     client: &Client,
     ctx: &CallContext,
@@ -124,8 +135,8 @@ fn ensure_unpacked(
     image: &Image,
     matcher: &Matcher,
     snapshotter: &str,
+    chain: String,
 ) -> ImageResult<String> {
-    let chain = image_chain_id(store, image, matcher)?;
     if unpacker(client, store, ctx, snapshotter).exists(&chain)? {
         return Ok(chain);
     }
@@ -175,21 +186,16 @@ fn unpacker<'a>(
     }
 }
 
-/// The runtime configuration of `image` for `matcher` (`image.Config`, then the blob read
-/// as the image config it must be).
-fn image_config(
-    store: &dyn ContentStore,
-    image: &Image,
-    matcher: &Matcher,
-) -> CtlResult<ImageConfig> {
-    let desc = handlers::config(store, &image.target, Some(matcher))?;
+/// The runtime configuration in the image config blob `desc`, read as `data`: refused when
+/// `desc` is not an image config (`image.Config`).
+fn image_config(desc: &Descriptor, data: &[u8]) -> CtlResult<ImageConfig> {
     if !media_types::is_config(&desc.media_type) {
         return Err(CtlError::new(format!(
             "unknown image config media type {}",
             desc.media_type
         )));
     }
-    Ok(ImageConfig::from_image_json(&read_blob(store, &desc)?)?)
+    Ok(ImageConfig::from_image_json(data)?)
 }
 
 /// The container's labels as ctr builds them: the image config's, then the image record's
@@ -222,6 +228,8 @@ struct NewSnapshot {
     ctx: CallContext,
     snapshotter: String,
     key: String,
+    /// The mounts `Prepare` returned (the same as `Snapshots.Mounts` would).
+    mounts: Vec<Mount>,
     kept: bool,
 }
 
@@ -242,12 +250,13 @@ impl NewSnapshot {
             labels: parse_labels(label_args).into_iter().collect(),
             ..Default::default()
         };
-        client.prepare(ctx, &req)?;
+        let mounts = client.prepare(ctx, &req)?.mounts;
         Ok(NewSnapshot {
             client,
             ctx: ctx.clone(),
             snapshotter: snapshotter.to_string(),
             key: key.to_string(),
+            mounts,
             kept: false,
         })
     }
@@ -256,12 +265,7 @@ impl NewSnapshot {
     /// containerd's user options do), unmounted and the directory removed whatever `f`
     /// returns.
     fn with_mounted<T>(&self, f: impl FnOnce(&std::path::Path) -> CtlResult<T>) -> CtlResult<T> {
-        let req = MountsRequest {
-            snapshotter: self.snapshotter.clone(),
-            key: self.key.clone(),
-            ..Default::default()
-        };
-        let mut mounts = self.client.mounts(&self.ctx, &req)?.mounts;
+        let mut mounts = self.mounts.clone();
         try_readonly(&mut mounts);
         let temp = TempMount::new(&mounts)?;
         let result = f(temp.path());
@@ -272,9 +276,11 @@ impl NewSnapshot {
         }
     }
 
-    /// The container record refers to the snapshot now: it stays.
-    fn keep(mut self) {
+    /// The container record refers to the snapshot now: it stays. Its mounts, as `Prepare`
+    /// returned them.
+    fn keep(mut self) -> Vec<Mount> {
         self.kept = true;
+        std::mem::take(&mut self.mounts)
     }
 }
 

@@ -25,6 +25,7 @@ use corral_protocols::services::tasks::v1::tasks::{
     ResumeTaskRequest,
 };
 use corral_protocols::services::tasks::v1::tasks_rpc::TasksClient;
+use corral_protocols::types::mount::Mount;
 use corral_protocols::types::task::task::Process as ProcessState;
 
 use super::{status_message, CtlError, CtlResult, Env};
@@ -319,6 +320,7 @@ fn start(env: &Env, cmd: &StartCommand) -> CtlResult<ExitStatus> {
         no_pivot: cmd.no_pivot,
         detach: cmd.detach,
         pid_file: cmd.pid_file.as_deref(),
+        rootfs: None,
     };
     start_new_task(&conn, env, &container, &signals, &flags)
 }
@@ -340,6 +342,9 @@ pub(crate) struct StartFlags<'a> {
     pub detach: bool,
     /// `--pid-file`.
     pub pid_file: Option<&'a str>,
+    /// The mounts of the container's snapshot when the caller has them (it just prepared
+    /// it); otherwise they are asked for.
+    pub rootfs: Option<&'a [Mount]>,
 }
 
 /// Creates the container's task with its IO, starts it and, unless detached, follows it to
@@ -363,6 +368,7 @@ pub(crate) fn start_new_task(
         log_uri: flags.log_uri,
         fifo_dir: Path::new(flags.fifo_dir.unwrap_or_default()),
         no_pivot: flags.no_pivot,
+        rootfs: flags.rootfs,
     };
     let mut task = process::new_task(conn, env, container, &opts)?;
     process::run_task(&mut task, signals, console, flags.detach, flags.pid_file)

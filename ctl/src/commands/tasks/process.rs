@@ -17,6 +17,7 @@ use corral_protocols::services::tasks::v1::tasks::{
     GetRequest, KillRequest, ResizePtyRequest, StartRequest, WaitRequest, WaitResponse,
 };
 use corral_protocols::services::tasks::v1::tasks_rpc::TasksClient;
+use corral_protocols::types::mount::Mount;
 use corral_protocols::types::task::task::{Process as ProcessState, Status as TaskStatus};
 use protobuf::MessageField;
 
@@ -219,12 +220,31 @@ impl Process {
         if self.is_exec() {
             self.delete_exec()
         } else {
-            self.delete_task()
+            self.delete_task(true)
         }
     }
 
-    fn delete_task(&mut self) -> CtlResult<DeleteResponse> {
-        let status = match self.target.state() {
+    /// Deletes the process once its `Wait` has answered: it is stopped, so a task is not
+    /// asked for its state first (corrald refuses to delete a running one anyway).
+    pub fn delete_exited(&mut self) -> CtlResult<DeleteResponse> {
+        if self.is_exec() {
+            self.delete_exec()
+        } else {
+            self.delete_task(false)
+        }
+    }
+
+    /// Deletes the task; `check` asks its state first, as containerd's client does.
+    fn delete_task(&mut self, check: bool) -> CtlResult<DeleteResponse> {
+        let state = if check {
+            self.target.state()
+        } else {
+            Ok(ProcessState {
+                status: TaskStatus::STOPPED.into(),
+                ..Default::default()
+            })
+        };
+        let status = match state {
             Ok(p) => p.status.enum_value_or_default(),
             Err(s) if s.code() == Code::NOT_FOUND => return Err(s.into()),
             // Any other failure lets the delete go on, as containerd's client does.
@@ -363,6 +383,9 @@ pub struct NewTaskOpts<'a> {
     pub fifo_dir: &'a Path,
     /// `--no-pivot`.
     pub no_pivot: bool,
+    /// The snapshot's mounts, when the caller has them; otherwise `Snapshots.Mounts` is
+    /// asked, as containerd's client does.
+    pub rootfs: Option<&'a [Mount]>,
 }
 
 /// The IO ctr's `NewTask` picks: the terminal, nothing, a log URI, or the caller's stdio.
@@ -425,7 +448,9 @@ fn create_task(
         stderr: config.stderr.clone(),
         ..Default::default()
     };
-    if !container.snapshot_key.is_empty() {
+    if let Some(rootfs) = opts.rootfs {
+        req.rootfs = rootfs.to_vec();
+    } else if !container.snapshot_key.is_empty() {
         if container.snapshotter.is_empty() {
             return Err(CtlError::new(
                 "unable to resolve rootfs mounts without snapshotter on container: invalid argument",
@@ -618,6 +643,6 @@ pub fn run_task(
             return Err(e);
         }
     };
-    task.delete()?;
+    task.delete_exited()?;
     Ok(status)
 }
