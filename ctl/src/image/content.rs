@@ -199,6 +199,14 @@ impl std::fmt::Display for StatusError {
 
 impl std::error::Error for StatusError {}
 
+/// How a write to corrald began ([`RemoteContent::begin`]).
+enum Begun {
+    /// Nothing to send: the content is there.
+    Done(Written),
+    /// The open write and the offset its ingest is at.
+    Open(BidiStream<WriteContentRequest, WriteContentResponse>, i64),
+}
+
 /// The content store behind corrald's `Content` service, in one namespace and (for writes)
 /// under the lease in `ctx`.
 #[derive(Clone)]
@@ -246,6 +254,44 @@ impl RemoteContent {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Opens the write of `req` and deals with what the daemon already has: content with
+    /// the expected digest (`Done`), or a complete ingest, committed without sending it
+    /// again (and started over if that commit fails). Otherwise the open write and the
+    /// offset its ingest is at.
+    fn begin(&self, req: &WriteRequest, progress: &mut dyn FnMut(WriteProgress)) -> Result<Begun> {
+        let (mut stream, status) = match self.open(req) {
+            Ok(opened) => opened,
+            Err(e) if e.is_already_exists() => {
+                if let Some(d) = &req.expected {
+                    progress(WriteProgress::Exists);
+                    return Ok(Begun::Done(Written::Existed(d.clone())));
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e.context("failed to open writer")),
+        };
+        progress(WriteProgress::Waiting);
+        let mut offset = status.offset;
+        if let Some(expected) = &req.expected {
+            if req.size > 0 && offset == req.size {
+                match Self::commit(&mut stream, req, offset, expected) {
+                    Ok(w) => {
+                        progress(WriteProgress::Exists);
+                        return Ok(Begun::Done(w));
+                    }
+                    Err(e) => {
+                        log::debug!("write {}: committing what was there: {e}", req.reference);
+                        self.abort(&req.reference)?;
+                        let (fresh, _) = self.open(req)?;
+                        stream = fresh;
+                        offset = 0;
+                    }
+                }
+            }
+        }
+        Ok(Begun::Open(stream, offset))
     }
 
     /// One request, one answer, on an open write.
@@ -465,36 +511,10 @@ impl ContentStore for RemoteContent {
         src: &mut dyn Read,
         progress: &mut dyn FnMut(WriteProgress),
     ) -> Result<Written> {
-        let (mut stream, status) = match self.open(req) {
-            Ok(opened) => opened,
-            Err(e) if e.is_already_exists() => {
-                if let Some(d) = &req.expected {
-                    progress(WriteProgress::Exists);
-                    return Ok(Written::Existed(d.clone()));
-                }
-                return Err(e);
-            }
-            Err(e) => return Err(e.context("failed to open writer")),
+        let stream = match self.begin(req, progress)? {
+            Begun::Done(w) => return Ok(w),
+            Begun::Open(stream, _) => stream,
         };
-        progress(WriteProgress::Waiting);
-        // The daemon may have the whole blob already (another namespace's, or a finished
-        // ingest): commit without sending it, and start over if that fails.
-        if let Some(expected) = &req.expected {
-            if req.size > 0 && status.offset == req.size {
-                match Self::commit(&mut stream, req, status.offset, expected) {
-                    Ok(w) => {
-                        progress(WriteProgress::Exists);
-                        return Ok(w);
-                    }
-                    Err(e) => {
-                        log::debug!("write {}: committing what was there: {e}", req.reference);
-                        self.abort(&req.reference)?;
-                        let (fresh, _) = self.open(req)?;
-                        stream = fresh;
-                    }
-                }
-            }
-        }
         // A write at offset 0 makes the daemon start an interrupted ingest over.
         match self.stream_from(stream, req, 0, src, progress) {
             Ok(w) => Ok(w),
@@ -513,36 +533,10 @@ impl ContentStore for RemoteContent {
         open: &mut dyn FnMut(i64) -> Result<Box<dyn Read + Send>>,
         progress: &mut dyn FnMut(WriteProgress),
     ) -> Result<Written> {
-        let (mut stream, status) = match self.open(req) {
-            Ok(opened) => opened,
-            Err(e) if e.is_already_exists() => {
-                if let Some(d) = &req.expected {
-                    progress(WriteProgress::Exists);
-                    return Ok(Written::Existed(d.clone()));
-                }
-                return Err(e);
-            }
-            Err(e) => return Err(e.context("failed to open writer")),
+        let (stream, mut start) = match self.begin(req, progress)? {
+            Begun::Done(w) => return Ok(w),
+            Begun::Open(stream, offset) => (stream, offset),
         };
-        progress(WriteProgress::Waiting);
-        let mut start = status.offset;
-        if let Some(expected) = &req.expected {
-            if req.size > 0 && start == req.size {
-                match Self::commit(&mut stream, req, start, expected) {
-                    Ok(w) => {
-                        progress(WriteProgress::Exists);
-                        return Ok(w);
-                    }
-                    Err(e) => {
-                        log::debug!("write {}: committing what was there: {e}", req.reference);
-                        self.abort(&req.reference)?;
-                        let (fresh, _) = self.open(req)?;
-                        stream = fresh;
-                        start = 0;
-                    }
-                }
-            }
-        }
         if start < 0 || (req.size > 0 && start > req.size) || req.expected.is_none() {
             start = 0;
         }
