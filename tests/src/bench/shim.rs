@@ -500,39 +500,55 @@ impl BareRunc {
     /// runc shim runs them (the process, `true`, has exited or is killed by the delete).
     pub(super) fn three_steps(&self, id: &str) -> Result<Duration, String> {
         let started = std::time::Instant::now();
-        for step in [
-            &["create", "--bundle"][..],
-            &["start"],
-            &["delete", "--force"],
-        ] {
-            let mut cmd = Command::new(&self.runc);
-            cmd.arg("--root").arg(&self.root).args(step);
-            if step[0] == "create" {
-                cmd.arg(&self.bundle);
-            }
-            let status = cmd
-                .arg(id)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .map_err(|e| format!("runc {} {id}: {e}", step[0]))?;
-            if !status.success() {
-                return Err(format!("runc {} {id}: {status}", step[0]));
-            }
-        }
+        self.steps(&self.bundle, id)?;
         Ok(started.elapsed())
     }
 
-    /// Mounts an overlay with the bundle's rootfs as its lower dir and a fresh upper and work
-    /// dir beside the bundle, makes the one directory runc makes in it (`/run`), then
-    /// unmounts it (which syncs the upper file system), timed.
-    pub(super) fn overlay_cycle(&self, round: usize) -> Result<Duration, String> {
+    fn steps(&self, bundle: &Path, id: &str) -> Result<(), String> {
+        for step in [&["create", "--bundle"][..], &["start"]] {
+            self.step(step, bundle, id)?;
+        }
+        self.step(&["delete", "--force"], bundle, id)
+    }
+
+    fn step(&self, step: &[&str], bundle: &Path, id: &str) -> Result<(), String> {
+        let mut cmd = Command::new(&self.runc);
+        cmd.arg("--root").arg(&self.root).args(step);
+        if step[0] == "create" {
+            cmd.arg(bundle);
+        }
+        let status = cmd
+            .arg(id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("runc {} {id}: {e}", step[0]))?;
+        if !status.success() {
+            return Err(format!("runc {} {id}: {status}", step[0]));
+        }
+        Ok(())
+    }
+
+    /// What a runc shim does around runc for a container on an overlayfs snapshot, timed:
+    /// an overlay with the busybox rootfs as its lower dir and a fresh upper and work dir
+    /// mounted as the `rootfs` of a bundle with the same `config.json`, `runc create`, `start`
+    /// and `delete --force`, the overlay unmounted beside the delete (which syncs what runc
+    /// wrote into the upper file system).
+    pub(super) fn three_steps_on_overlay(
+        &self,
+        id: &str,
+        round: usize,
+    ) -> Result<Duration, String> {
         let dir = self.root.join(format!("overlay{round}"));
-        let (upper, work, target) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        let bundle = dir.join("bundle");
+        let target = bundle.join("rootfs");
         for d in [&upper, &work, &target] {
             std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
         }
+        std::fs::copy(self.bundle.join("config.json"), bundle.join("config.json"))
+            .map_err(|e| format!("copying config.json to {}: {e}", bundle.display()))?;
         let data = format!(
             "lowerdir={},upperdir={},workdir={},index=off",
             self.bundle.join("rootfs").display(),
@@ -548,12 +564,24 @@ impl BareRunc {
             Some(data.as_str()),
         )
         .map_err(|e| format!("mounting an overlay on {}: {e}", target.display()))?;
-        // What runc writes into every busybox rootfs: the mount point of the spec's `/run`.
-        let made = std::fs::create_dir(target.join("run"));
-        let unmounted = nix::mount::umount2(&target, nix::mount::MntFlags::empty());
+        let ran = self
+            .step(&["create", "--bundle"], &bundle, id)
+            .and_then(|()| self.step(&["start"], &bundle, id));
+        let (deleted, unmounted) = std::thread::scope(|s| {
+            let unmount = s.spawn(|| nix::mount::umount2(&target, nix::mount::MntFlags::empty()));
+            let deleted = self.step(&["delete", "--force"], &bundle, id);
+            (deleted, unmount.join())
+        });
         let took = started.elapsed();
+        let unmounted = match unmounted {
+            Ok(Ok(())) => Ok(()),
+            // Busy while runc still held it: once more, now that the delete is done.
+            Ok(Err(_)) => nix::mount::umount2(&target, nix::mount::MntFlags::empty()),
+            Err(_) => Err(nix::errno::Errno::EIO),
+        };
         unmounted.map_err(|e| format!("unmounting {}: {e}", target.display()))?;
-        made.map_err(|e| format!("creating run in {}: {e}", target.display()))?;
+        ran?;
+        deleted?;
         std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
         Ok(took)
     }
