@@ -505,10 +505,14 @@ impl BareRunc {
     }
 
     fn steps(&self, bundle: &Path, id: &str) -> Result<(), String> {
-        for step in [&["create", "--bundle"][..], &["start"]] {
+        for step in [
+            &["create", "--bundle"][..],
+            &["start"],
+            &["delete", "--force"],
+        ] {
             self.step(step, bundle, id)?;
         }
-        self.step(&["delete", "--force"], bundle, id)
+        Ok(())
     }
 
     fn step(&self, step: &[&str], bundle: &Path, id: &str) -> Result<(), String> {

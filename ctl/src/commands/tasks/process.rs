@@ -234,31 +234,29 @@ impl Process {
         }
     }
 
-    /// Deletes the task; `check` asks its state first, as containerd's client does.
-    fn delete_task(&mut self, check: bool) -> CtlResult<DeleteResponse> {
-        let state = if check {
-            self.target.state()
-        } else {
-            Ok(ProcessState {
-                status: TaskStatus::STOPPED.into(),
-                ..Default::default()
-            })
-        };
-        let status = match state {
+    /// Refuses to delete a task that is neither stopped nor created without a process
+    /// (containerd's client); a state it cannot learn lets the delete go on.
+    fn check_stopped(&self) -> CtlResult {
+        let status = match self.target.state() {
             Ok(p) => p.status.enum_value_or_default(),
             Err(s) if s.code() == Code::NOT_FOUND => return Err(s.into()),
             // Any other failure lets the delete go on, as containerd's client does.
             Err(_) => TaskStatus::UNKNOWN,
         };
         match status {
-            TaskStatus::STOPPED | TaskStatus::UNKNOWN => {}
-            TaskStatus::CREATED if self.pid == 0 => {}
-            other => {
-                return Err(CtlError::new(format!(
-                    "task must be stopped before deletion: {}: failed precondition",
-                    status_word(other)
-                )))
-            }
+            TaskStatus::STOPPED | TaskStatus::UNKNOWN => Ok(()),
+            TaskStatus::CREATED if self.pid == 0 => Ok(()),
+            other => Err(CtlError::new(format!(
+                "task must be stopped before deletion: {}: failed precondition",
+                status_word(other)
+            ))),
+        }
+    }
+
+    /// Deletes the task; `check` asks its state first, as containerd's client does.
+    fn delete_task(&mut self, check: bool) -> CtlResult<DeleteResponse> {
+        if check {
+            self.check_stopped()?;
         }
         if let Some(io) = &mut self.io {
             // Containerd 1.6.20's client closes the fifos before it waits for the copies,
