@@ -18,7 +18,7 @@ use corral_protocols::services::tasks::v1::tasks::{
 use corral_protocols::services::tasks::v1::tasks_rpc::TasksClient;
 use corral_tests::ctl::{corralctl, ctl, fails, ok, stderr, stdout};
 use corral_tests::harness::{
-    mounts_under, require_root, require_tool, Corrald, PrivateContainerd, TempRoot,
+    mounts_under, require_root, require_tool, wait_for, Corrald, PrivateContainerd, TempRoot,
 };
 use corral_tests::oci_archive::{digest, layer_tar, File};
 use serde_json::{json, Value};
@@ -1225,11 +1225,24 @@ fn deleting_a_container_deletes_its_stopped_task_and_refuses_a_running_one() {
     let err = fails(a, ns, &["snapshots", "info", "busy"]);
     assert!(err.contains("not found"), "{err}");
     assert_eq!(ok(a, ns, &["c", "ls", "-q"]), "");
+    // The bundle is renamed away before the delete answers, and its files removed soon after.
     let bundles = temp.state().join("io.containerd.runtime.v2.task").join(ns);
-    assert_eq!(
-        std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0),
-        0
-    );
+    let names = || -> Vec<String> {
+        std::fs::read_dir(&bundles)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(!names().contains(&"busy".to_string()), "{:?}", names());
+    wait_for(
+        std::time::Duration::from_secs(10),
+        "the bundle's removal",
+        || names().is_empty(),
+    )
+    .unwrap();
     drop(daemon);
     assert_eq!(
         cgroups.remove(std::time::Duration::from_secs(10)),

@@ -541,8 +541,20 @@ fn a_shim_that_died_while_corrald_was_down_is_cleaned_up_at_restart() {
         !shims_of(&env.temp).iter().any(|p| p.pid == shim.pid)
     })
     .unwrap();
+    // And a deletion was cut short between renaming a bundle and its work dir away and
+    // removing them.
+    let gone_bundle = env.bundle("alive").with_file_name(".gone");
+    let gone_work = env.work("alive").with_file_name(".gone");
+    fs::create_dir_all(gone_bundle.join("rootfs")).unwrap();
+    fs::write(gone_bundle.join("config.json"), b"{}").unwrap();
+    fs::create_dir_all(&gone_work).unwrap();
+    fs::write(gone_work.join("state"), b"x").unwrap();
     env.d =
         Some(Corrald::start(&env.temp, "corrald2.log", "[debug]\nlevel = \"debug\"\n").unwrap());
+    wait_for(DEADLINE, "the leftovers of a cut deletion to go", || {
+        !gone_bundle.exists() && !gone_work.exists()
+    })
+    .unwrap_or_else(|e| panic!("{e}; log: {}", env.d().log_text()));
     // The live one is found again; the dead one's shim ran its cleanup: the container's
     // process is gone, its bundle and work dir too, and its record stays.
     wait_for(DEADLINE, "the orphaned container to be killed", || {

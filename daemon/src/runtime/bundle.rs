@@ -146,49 +146,111 @@ impl Bundle {
         }
     }
 
-    /// Removes the bundle as containerd does: unmounts and removes `rootfs`, then renames the
-    /// bundle and the work dir to `.<id>` and removes them. Removing what is already gone is
-    /// fine.
+    /// Removes the bundle as containerd does: unmounts `rootfs`, renames the bundle and the
+    /// work dir to `.<id>` and removes them. Removing what is already gone is fine.
     pub fn delete(&self) -> RuntimeResult<()> {
+        self.retire()?.remove()
+    }
+
+    /// The part of [`delete`](Self::delete) the bundle's path waits for: `rootfs` unmounted,
+    /// then the bundle and the work dir renamed to `.<id>`, so nothing is left under their
+    /// names. Removing the renamed directories is the [`Retired`]'s job.
+    pub fn retire(&self) -> RuntimeResult<Retired> {
         let work = fs::read_link(self.path.join("work")).ok();
         let rootfs = self.rootfs();
         corral_protocols::mount::unmount_all(&rootfs)
             .map_err(RuntimeError::io(format!("unmounting {}", rootfs.display())))?;
-        match fs::remove_dir(&rootfs) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        let bundle = hide(&self.path)?;
+        let work = match work.map(|w| hide(&w)).transpose() {
+            Ok(work) => work.flatten(),
             Err(e) => {
-                return Err(RuntimeError::io(format!("removing {}", rootfs.display()))(
-                    e,
-                ))
+                // The bundle is out of the way already: removed here, the error told.
+                if let Err(b) = (Retired { bundle, work: None }).remove() {
+                    log::warn!("{b}");
+                }
+                return Err(e);
             }
-        }
-        let result = atomic_delete(&self.path);
-        if let Some(work) = work {
-            atomic_delete(&work)?;
-        }
-        result
+        };
+        Ok(Retired { bundle, work })
     }
 }
 
-/// Renames `path` to `.<name>` beside it, then removes it: a half-removed directory is never
-/// mistaken for a live one.
-fn atomic_delete(path: &Path) -> RuntimeResult<()> {
+/// A bundle and its work dir renamed out of the way (`.<id>`), not yet removed.
+#[derive(Debug, Default)]
+#[must_use = "a retired bundle stays on disk until removed"]
+pub struct Retired {
+    bundle: Option<PathBuf>,
+    work: Option<PathBuf>,
+}
+
+impl Retired {
+    /// The renamed bundle directory of a deletion that never finished (corrald stopped
+    /// between the rename and the removal).
+    pub fn leftover_bundle(path: PathBuf) -> Retired {
+        Retired {
+            bundle: Some(path),
+            work: None,
+        }
+    }
+
+    /// A renamed work dir left behind the same way.
+    pub fn leftover_work(path: PathBuf) -> Retired {
+        Retired {
+            bundle: None,
+            work: Some(path),
+        }
+    }
+
+    /// Removes the directories. The bundle's `rootfs` must be an empty directory, as
+    /// containerd requires: one that still holds files (still mounted, or written into) is
+    /// an error, and the bundle is left alone rather than have its contents removed.
+    pub fn remove(self) -> RuntimeResult<()> {
+        if let Some(bundle) = &self.bundle {
+            let rootfs = bundle.join("rootfs");
+            match fs::remove_dir(&rootfs) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(RuntimeError::io(format!("removing {}", rootfs.display()))(
+                        e,
+                    ))
+                }
+            }
+            remove_all(bundle)?;
+        }
+        if let Some(work) = &self.work {
+            remove_all(work)?;
+        }
+        Ok(())
+    }
+}
+
+/// Renames `path` to `.<name>` beside it, so a half-removed directory is never mistaken for
+/// a live one; `None` when `path` is not there. A `.<name>` left by an earlier removal is
+/// removed first.
+fn hide(path: &Path) -> RuntimeResult<Option<PathBuf>> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Ok(());
+        return Ok(None);
     };
     let hidden = parent.join(format!(".{}", name.to_string_lossy()));
-    match fs::rename(path, &hidden) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(RuntimeError::io(format!("renaming {}", path.display()))(e)),
+    let rename = || fs::rename(path, &hidden);
+    match rename() {
+        Ok(()) => Ok(Some(hidden)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
+            remove_all(&hidden)?;
+            rename().map_err(RuntimeError::io(format!("renaming {}", path.display())))?;
+            Ok(Some(hidden))
+        }
+        Err(e) => Err(RuntimeError::io(format!("renaming {}", path.display()))(e)),
     }
-    match fs::remove_dir_all(&hidden) {
+}
+
+fn remove_all(path: &Path) -> RuntimeResult<()> {
+    match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RuntimeError::io(format!("removing {}", hidden.display()))(
-            e,
-        )),
+        Err(e) => Err(RuntimeError::io(format!("removing {}", path.display()))(e)),
     }
 }
 

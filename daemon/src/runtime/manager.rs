@@ -16,9 +16,10 @@ use protobuf::well_known_types::any::Any;
 use protobuf::MessageField;
 
 use super::binary::{Resolver, ShimBinary, CLEANUP_TIMEOUT};
-use super::bundle::{self, Bundle};
+use super::bundle::{self, Bundle, Retired};
 use super::shim::{is_closed, Ending, Exit, Shim, LOAD_TIMEOUT};
 use super::shim_log::ShimLogs;
+use super::sweeper::Sweeper;
 use super::{RuntimeError, RuntimeResult};
 use crate::events::Exchange;
 
@@ -66,6 +67,8 @@ struct Inner {
     tasks: Mutex<HashMap<Key, Arc<Shim>>>,
     exchange: Exchange,
     logs: ShimLogs,
+    /// Removes the bundles of deleted tasks after `Delete` has answered.
+    sweeper: Sweeper,
     /// Set when corrald stops: connections ending then are not shims dying.
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -100,6 +103,7 @@ impl TaskManager {
                 tasks: Mutex::default(),
                 exchange,
                 logs,
+                sweeper: Sweeper::default(),
                 stopping: Default::default(),
             }),
         })
@@ -146,11 +150,15 @@ impl TaskManager {
     }
 
     /// Tells the manager corrald is stopping: shims stay up, and their connections closing
-    /// is not taken for their death.
+    /// is not taken for their death. Bundles of deleted tasks still being removed are
+    /// waited for.
     pub fn detach(&self) {
         self.inner
             .stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        if !self.inner.sweeper.flush(CLEANUP_TIMEOUT) {
+            log::warn!("deleted bundles still being removed; the next start removes the rest");
+        }
     }
 
     fn binary(&self, bundle: &Bundle, runtime: &str) -> RuntimeResult<ShimBinary> {
@@ -283,7 +291,8 @@ impl TaskManager {
         }
     }
 
-    /// Waits for the connection's end, then removes the bundle and stops copying its log.
+    /// Waits for the connection's end, then stops copying the shim's log and takes the
+    /// bundle away: renamed at once, its files removed in the background.
     fn finish(&self, shim: &Shim) {
         if shim.ending.wait(CLEANUP_TIMEOUT).is_none() {
             log::warn!(
@@ -293,12 +302,13 @@ impl TaskManager {
             );
         }
         self.inner.logs.remove(&shim.bundle.path);
-        if let Err(e) = shim.bundle.delete() {
-            log::error!(
+        match shim.bundle.retire() {
+            Ok(retired) => self.inner.sweeper.sweep(retired),
+            Err(e) => log::error!(
                 "failed to delete bundle of {}/{}: {e}",
                 shim.namespace(),
                 shim.id()
-            );
+            ),
         }
     }
 
@@ -339,10 +349,16 @@ impl TaskManager {
         let cfg = self.inner.config.clone();
         let state = bundle::state_dir(&cfg.state);
         for ns in visible_dirs(&state) {
+            for hidden in hidden_dirs(&state.join(&ns)) {
+                remove_leftover(Retired::leftover_bundle(hidden));
+            }
             for id in visible_dirs(&state.join(&ns)) {
                 self.load_one(&ns, &id, runtime_of);
             }
             let work = bundle::work_root(&cfg.root).join(&ns);
+            for hidden in hidden_dirs(&work) {
+                remove_leftover(Retired::leftover_work(hidden));
+            }
             for id in visible_dirs(&work) {
                 if self.get(&ns, &id).is_none() {
                     if let Err(e) = std::fs::remove_dir_all(work.join(&id)) {
@@ -407,17 +423,39 @@ impl TaskManager {
 
 /// The names of the directories in `dir` that do not start with `.`.
 fn visible_dirs(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+    let mut names: Vec<String> = dir_names(dir)
+        .into_iter()
         .filter(|n| !n.starts_with('.'))
         .collect();
     names.sort();
     names
+}
+
+/// The directories in `dir` whose names start with `.`: bundles and work dirs renamed for
+/// removal by a corrald that stopped before removing them.
+fn hidden_dirs(dir: &Path) -> Vec<PathBuf> {
+    dir_names(dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .map(|n| dir.join(n))
+        .collect()
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect()
+}
+
+fn remove_leftover(retired: Retired) {
+    if let Err(e) = retired.remove() {
+        log::error!("removing a deleted bundle left by the last run: {e}");
+    }
 }
 
 /// Runs the shim's `delete` and removes the bundle (containerd's `binary.Delete`); the exit

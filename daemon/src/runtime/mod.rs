@@ -5,12 +5,14 @@
 //! - [`bundle`]: `<state>/io.containerd.runtime.v2.task/<ns>/<id>` and its work dir.
 //! - [`shim`]: one live shim: its client, its log fifo, how it ended.
 //! - [`manager`]: the task list: create, delete, load after a restart, clean up dead shims.
+//! - [`sweeper`]: removes deleted tasks' bundles in the background.
 
 pub mod binary;
 pub mod bundle;
 pub mod manager;
 pub mod shim;
 pub mod shim_log;
+pub mod sweeper;
 
 use corral_protocols::rpc::Status;
 
