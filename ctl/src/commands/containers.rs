@@ -188,7 +188,7 @@ fn delete_stopped_task(conn: &Client, env: &Env, id: &str) -> CtlResult {
 /// `containers create`: creates the container as ctr does; prints nothing.
 fn create(env: &Env, cmd: &CreateCommand) -> CtlResult {
     let target = cmd.args.target(cmd.flags.config.is_some())?;
-    container_record(env, &cmd.flags, &target, CREATE_CPU_SHARES)?;
+    container_record(env, &cmd.flags, &target, CREATE_CPU_SHARES)?.release_lease();
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! corralctl's commands, one module per noun, and what they share: the connection to corrald,
 //! the error every command ends with, and ctr's `KEY=VALUE` label arguments.
 
+pub mod background;
 pub mod container_flags;
 pub mod containers;
 pub mod content;

@@ -20,8 +20,10 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 use protobuf::well_known_types::any::Any;
 use protobuf::MessageField;
 
+use super::background::Background;
 use super::container_flags::{ContainerFlags, Target, RUNC_RUNTIMES};
 use super::{parse_labels, CtlError, CtlResult, Env};
+use crate::image::lease::TempLease;
 use crate::spec::image_config::ImageConfig;
 use crate::spec::user::UserRoot;
 use crate::spec::{paths, Spec, SpecError, SPEC_TYPE_URL};
@@ -82,17 +84,38 @@ pub fn container_record(
     Ok(Created {
         record: create(&client, &env.ctx, record)?,
         rootfs: None,
+        lease: None,
     })
 }
 
 /// A container just created.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Created {
     /// Its record, as corrald stored it.
     pub record: Container,
     /// The mounts of the snapshot made for it, when one was: its task's root filesystem,
     /// with no `Snapshots.Mounts` call.
     pub rootfs: Option<Vec<Mount>>,
+    /// The temporary lease the snapshot was made under. The record holds the snapshot now,
+    /// so the lease can go; dropped, it is deleted at once (with a synchronous collection).
+    pub lease: Option<TempLease>,
+}
+
+impl Created {
+    /// Deletes the temporary lease, as containerd's client does once its work is done.
+    pub fn release_lease(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            from_image::release(lease);
+        }
+    }
+
+    /// [`release_lease`](Self::release_lease) on a thread of its own, to overlap the calls
+    /// that come next; join it before the command ends.
+    pub fn release_lease_in_background(&mut self) -> Option<Background<()>> {
+        self.lease
+            .take()
+            .map(|lease| Background::spawn("lease-release", move || from_image::release(lease)))
+    }
 }
 
 /// The record of container `id` for `spec`, with `labels` (also set as the spec's
@@ -138,13 +161,12 @@ pub enum SpecRoot<'a> {
     /// `--rootfs DIR`: the spec's root is this absolute directory, where users resolve.
     Dir(&'a str),
     /// An image: its config applies (`WithImageConfig`), the root stays the default spec's
-    /// `rootfs` (relative to the bundle), and users resolve in the container's snapshot
-    /// mounted at `mounted`.
+    /// `rootfs` (relative to the bundle), and users resolve in the container's snapshot.
     Image {
         /// The image's runtime configuration.
         config: &'a ImageConfig,
-        /// Where the container's snapshot is mounted for the duration.
-        mounted: &'a Path,
+        /// Where the container's snapshot is read for users and groups.
+        users: UserRoot<'a>,
     },
 }
 
@@ -152,7 +174,7 @@ impl SpecRoot<'_> {
     fn users(&self) -> UserRoot<'_> {
         match self {
             SpecRoot::Dir(dir) => UserRoot::Dir(Path::new(dir)),
-            SpecRoot::Image { mounted, .. } => UserRoot::TempMount(mounted),
+            SpecRoot::Image { users, .. } => *users,
         }
     }
 }
@@ -590,7 +612,7 @@ mod tests {
         };
         let root = SpecRoot::Image {
             config: &config,
-            mounted: dir.path(),
+            users: UserRoot::TempMount(dir.path()),
         };
         let make = |args: &[&str], command: &[&str]| {
             let f = flags(args);

@@ -84,8 +84,13 @@ pub fn run(env: &Env, cmd: &RunCommand) -> CtlResult<ExitStatus> {
     let target = cmd.target()?;
     // Before any thread exists (the connection's reader included), so all inherit the mask.
     let signals = Signals::start()?;
-    let created = container_record(env, &cmd.flags, &target, RUN_CPU_SHARES)?;
+    let mut created = container_record(env, &cmd.flags, &target, RUN_CPU_SHARES)?;
+    // The lease goes while the task is made: nothing the task needs waits for it.
+    let releasing = created.release_lease_in_background();
     let result = run_container(env, cmd, &signals, &created);
+    if let Some(releasing) = releasing {
+        releasing.join();
+    }
     if cmd.rm && !cmd.detach {
         let id = &created.record.id;
         let removed = env.connect().and_then(|conn| match result {

@@ -148,27 +148,38 @@ pub trait ContentStore {
 }
 
 /// Reads the whole blob `desc` names (`content.ReadBlob`), for documents: refused over
-/// [`MAX_DOCUMENT`] bytes.
+/// [`MAX_DOCUMENT`] bytes. containerd's client asks `Info` for the blob's size first; the
+/// descriptor's size, when it has one, does that job here (a blob of another size is an
+/// error either way), so a read is one call.
 pub fn read_blob(store: &dyn ContentStore, desc: &Descriptor) -> Result<Vec<u8>> {
-    let info = store.info(&desc.digest)?;
-    if info.size > MAX_DOCUMENT {
+    let size = if desc.size > 0 {
+        desc.size
+    } else {
+        store.info(&desc.digest)?.size
+    };
+    if size > MAX_DOCUMENT {
         return Err(ImageError::InvalidArgument(format!(
             "content {}: {} bytes is too large for a document",
-            desc.digest, info.size
+            desc.digest, size
         )));
     }
-    let mut data = Vec::with_capacity(info.size.max(0) as usize);
+    let mut data = Vec::with_capacity(size.max(0) as usize);
     store
         .reader(&desc.digest, 0)?
-        .take(MAX_DOCUMENT as u64 + 1)
+        .take(size.max(0) as u64 + 1)
         .read_to_end(&mut data)
         .map_err(|e| read_error(&desc.digest, e))?;
-    if data.len() as i64 != info.size {
+    if data.len() as i64 != size {
         return Err(ImageError::Unknown(format!(
-            "content {}: read {} bytes, expected {}: unexpected EOF",
+            "content {}: read {} bytes, expected {}: {}",
             desc.digest,
             data.len(),
-            info.size
+            size,
+            if (data.len() as i64) < size {
+                "unexpected EOF"
+            } else {
+                "size mismatch"
+            }
         )));
     }
     Ok(data)

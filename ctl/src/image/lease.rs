@@ -100,6 +100,14 @@ impl TempLease {
     }
 }
 
+impl std::fmt::Debug for TempLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TempLease")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for TempLease {
     fn drop(&mut self) {
         if !self.released {

@@ -29,6 +29,7 @@ pub mod handlers;
 pub mod image_store;
 pub mod import;
 pub mod importer;
+pub mod layers;
 pub mod lease;
 pub mod media_types;
 pub mod mount;

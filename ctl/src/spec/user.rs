@@ -2,7 +2,7 @@
 //! as containerd's `oci.WithUser`, `WithUserID`, `WithUsername` and `WithAdditionalGIDs`
 //! do (files read as runc's `libcontainer/user` reads them).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::paths::root_path;
 use super::{Spec, SpecError};
@@ -87,8 +87,26 @@ impl Lookup {
     }
 }
 
-fn read_file(root: &Path, name: &str) -> Result<String, Lookup> {
-    let path = root_path(root, name).map_err(Lookup::Failed)?;
+/// Where `/etc/passwd` and `/etc/group` are read from.
+#[derive(Debug, Clone, Copy)]
+enum Files<'a> {
+    /// A root directory, the names resolved in it as runc resolves them.
+    Root(&'a Path),
+    /// The files as found without a root to resolve them in.
+    Found(&'a UserFiles),
+}
+
+fn read_file(files: Files, name: &str) -> Result<String, Lookup> {
+    let path = match files {
+        Files::Root(root) => root_path(root, name).map_err(Lookup::Failed)?,
+        Files::Found(found) => match found.get(name) {
+            Some(path) => path.to_path_buf(),
+            None => {
+                let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+                return Err(Lookup::Missing(SpecError::io("open", Path::new(name), &e)));
+            }
+        },
+    };
     std::fs::read_to_string(&path).map_err(|e| {
         let err = SpecError::io("open", &path, &e);
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -101,7 +119,7 @@ fn read_file(root: &Path, name: &str) -> Result<String, Lookup> {
 
 /// containerd's `UserFromPath`: the first passwd entry under `root` that `matches`.
 fn user_from_path(
-    root: &Path,
+    root: Files,
     matches: impl Fn(&PasswdEntry) -> bool,
 ) -> Result<PasswdEntry, Lookup> {
     let text = read_file(root, "/etc/passwd")?;
@@ -112,7 +130,7 @@ fn user_from_path(
 }
 
 /// containerd's `GIDFromPath`: the gid of the first group under `root` that `matches`.
-fn gid_from_path(root: &Path, matches: impl Fn(&GroupEntry) -> bool) -> Result<u32, Lookup> {
+fn gid_from_path(root: Files, matches: impl Fn(&GroupEntry) -> bool) -> Result<u32, Lookup> {
     let text = read_file(root, "/etc/group")?;
     parse_group(&text)
         .into_iter()
@@ -133,8 +151,8 @@ fn checked_root(root: &Path) -> Result<&Path, SpecError> {
 }
 
 /// Where the user options read `/etc/passwd` and `/etc/group`: the spec's root directory,
-/// or the container's snapshot mounted on a temporary directory, as containerd's options
-/// choose between `s.Root.Path` and `mount.WithTempMount` of the snapshot's mounts.
+/// or the container's snapshot, as containerd's options choose between `s.Root.Path` and
+/// `mount.WithTempMount` of the snapshot's mounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserRoot<'a> {
     /// A root filesystem directory (`--rootfs`), which must be absolute.
@@ -142,6 +160,28 @@ pub enum UserRoot<'a> {
     /// The container's snapshot mounted at this directory; a lookup failing there says so,
     /// naming the directory (`mount callback failed on <dir>: ...`).
     TempMount(&'a Path),
+    /// The container's snapshot, its two files found in its layers with no mount.
+    Found(&'a UserFiles),
+}
+
+/// Where a snapshot's `/etc/passwd` and `/etc/group` are, found without mounting it: each
+/// the file that shows in the snapshot, `None` when it has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFiles {
+    /// `/etc/passwd`.
+    pub passwd: Option<PathBuf>,
+    /// `/etc/group`.
+    pub group: Option<PathBuf>,
+}
+
+impl UserFiles {
+    fn get(&self, name: &str) -> Option<&Path> {
+        match name {
+            "/etc/passwd" => self.passwd.as_deref(),
+            "/etc/group" => self.group.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl<'a> From<&'a Path> for UserRoot<'a> {
@@ -151,12 +191,13 @@ impl<'a> From<&'a Path> for UserRoot<'a> {
 }
 
 impl UserRoot<'_> {
-    /// Runs the lookup `f` on the root directory, as containerd runs its callbacks.
-    fn lookup<T>(self, f: impl FnOnce(&Path) -> Result<T, SpecError>) -> Result<T, SpecError> {
+    /// Runs the lookup `f` on the files, as containerd runs its callbacks.
+    fn lookup<T>(self, f: impl FnOnce(Files) -> Result<T, SpecError>) -> Result<T, SpecError> {
         match self {
-            UserRoot::Dir(root) => f(checked_root(root)?),
-            UserRoot::TempMount(root) => f(root)
+            UserRoot::Dir(root) => f(Files::Root(checked_root(root)?)),
+            UserRoot::TempMount(root) => f(Files::Root(root))
                 .map_err(|e| e.context(&format!("mount callback failed on {}", root.display()))),
+            UserRoot::Found(found) => f(Files::Found(found)),
         }
     }
 }
@@ -305,7 +346,7 @@ impl Spec {
 /// The gids of the groups under `root` that list the user `userstr` (a name, or a uid looked
 /// up in `/etc/passwd`) as a member, its own group aside; `None` when the user or the group
 /// file is not there.
-fn supplementary_gids(userstr: &str, root: &Path) -> Result<Option<Vec<u32>>, SpecError> {
+fn supplementary_gids(userstr: &str, root: Files) -> Result<Option<Vec<u32>>, SpecError> {
     let username = match userstr.parse::<i64>() {
         Ok(uid) => match user_from_path(root, |u| u.uid == uid) {
             Ok(u) => u.name,

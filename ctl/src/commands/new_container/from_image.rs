@@ -9,7 +9,8 @@
 //! - a new active snapshot keyed by the container id on the image's chain ID, with the
 //!   `--snapshotter-label`s (`WithNewSnapshot`; ctr prepares an active snapshot even with
 //!   `--read-only`, and the runtime mounts it read-only);
-//! - the spec, with `WithImageConfig` reading users and groups from that snapshot, mounted
+//! - the spec, with `WithImageConfig` reading users and groups from that snapshot: found
+//!   in its layer directories when they tell for sure, else with the snapshot mounted
 //!   read-only on a temporary directory for the duration (`mount.WithTempMount`);
 //! - the record, created while the lease still holds the snapshot.
 //!
@@ -31,6 +32,7 @@ use corral_protocols::services::snapshots::v1::snapshots_rpc::SnapshotsClient;
 use corral_protocols::types::mount::Mount;
 
 use super::{create, new_record, new_spec, runtime_options, Created, SpecFlags, SpecRoot};
+use crate::commands::background::Background;
 use crate::commands::container_flags::ContainerFlags;
 use crate::commands::{parse_labels, CtlError, CtlResult, Env};
 use crate::image::content::{read_blob, ContentStore, RemoteContent};
@@ -38,6 +40,7 @@ use crate::image::digest::chain_id;
 use crate::image::error::{ImageError, Result as ImageResult};
 use crate::image::handlers;
 use crate::image::image_store::{Image, ImageStore, RemoteImages};
+use crate::image::layers::{Found, Layers};
 use crate::image::lease::{TempLease, DEFAULT_EXPIRY};
 use crate::image::media_types;
 use crate::image::mount::{try_readonly, TempMount};
@@ -45,6 +48,7 @@ use crate::image::ocispec::Descriptor;
 use crate::image::platforms::{self, Matcher};
 use crate::image::unpack::{resolve_snapshotter, Unpacker};
 use crate::spec::image_config::ImageConfig;
+use crate::spec::user::{UserFiles, UserRoot};
 
 /// The container label holding the signal that stops it (`containerd.StopSignalLabel`).
 pub const STOP_SIGNAL_LABEL: &str = "io.containerd.image.config.stop-signal";
@@ -65,17 +69,26 @@ pub(super) fn new_container(
     cpu_shares: i64,
 ) -> CtlResult<Created> {
     let ctx = &env.ctx;
+    // The lease and the namespace's snapshotter are asked for beside the image: none of the
+    // three needs another's answer.
+    let lease = {
+        let (client, ctx) = (client.clone(), ctx.clone());
+        Background::spawn("lease", move || new_lease(&client, &ctx))
+    };
+    let snapshotter = {
+        let namespaces = NamespacesClient::new(client.clone());
+        let (ctx, ns) = (ctx.clone(), env.namespace.clone());
+        let name = flags.snapshotter.clone().unwrap_or_default();
+        Background::spawn("snapshotter", move || {
+            resolve_snapshotter(&namespaces, &ctx, &ns, &name)
+        })
+    };
     let image = RemoteImages::new(ImagesClient::new(client.clone()), ctx.clone()).get(reference)?;
     let matcher = match flags.platform.as_deref().filter(|p| !p.is_empty()) {
         Some(p) => Matcher::only(&platforms::parse(p)?),
         None => Matcher::default_host(),
     };
-    let snapshotter = resolve_snapshotter(
-        &NamespacesClient::new(client.clone()),
-        ctx,
-        &env.namespace,
-        flags.snapshotter.as_deref().unwrap_or_default(),
-    )?;
+    let snapshotter = snapshotter.join()?;
     let store = RemoteContent::new(ContentClient::new(client.clone()), ctx.clone());
     // The manifest and the config are read once: they give the chain ID, then the spec and
     // the labels (containerd's client reads both twice).
@@ -87,7 +100,7 @@ pub(super) fn new_container(
     let checked = SpecFlags::check(flags)?;
     let runtime = runtime_options(flags)?;
 
-    let lease = new_lease(client, ctx)?;
+    let lease = lease.join()?;
     let ctx = lease.attach(ctx);
     let config = image_config(&manifest.config, &config_json)?;
     let mut labels = container_labels(&config, &image, &flags.labels);
@@ -106,10 +119,10 @@ pub(super) fn new_container(
     };
     labels.insert(STOP_SIGNAL_LABEL.to_string(), stop_signal.to_string());
 
-    let spec = snapshot.with_mounted(|mounted| {
+    let spec = snapshot.with_users(|users| {
         let root = SpecRoot::Image {
             config: &config,
-            mounted,
+            users,
         };
         new_spec(&env.namespace, id, &root, args, &checked, cpu_shares).map_err(CtlError::from)
     })?;
@@ -119,10 +132,10 @@ pub(super) fn new_container(
     record.snapshot_key = id.to_string();
     let record = create(client, &ctx, record)?;
     let rootfs = snapshot.keep();
-    release(lease);
     Ok(Created {
         record,
         rootfs: Some(rootfs),
+        lease: Some(lease),
     })
 }
 
@@ -160,10 +173,10 @@ fn new_lease(client: &Client, ctx: &CallContext) -> ImageResult<TempLease> {
     )
 }
 
-/// Deletes a lease once its work is done. Like containerd's client, which defers the
+/// Deletes a lease once its work is done (see [`Created::release_lease`]). Like containerd's client, which defers the
 /// deletion and drops its error, a failure here does not fail the work: it is logged, and
 /// the lease expires on its own.
-fn release(lease: TempLease) {
+pub(super) fn release(lease: TempLease) {
     let id = lease.id().to_string();
     if let Err(e) = lease.release(false) {
         log::warn!("lease {id} was not deleted: {e}");
@@ -259,6 +272,27 @@ impl NewSnapshot {
             mounts,
             kept: false,
         })
+    }
+
+    /// Runs `f` with the snapshot's users and groups at hand: `/etc/passwd` and `/etc/group`
+    /// found in its layers when they can be, else the snapshot mounted
+    /// ([`with_mounted`](Self::with_mounted)). Both read the same files; the layers spare
+    /// a mount, a temporary directory and their removal. A failure is tried again on the
+    /// mount, so it is told in ctr's words (`mount callback failed on <dir>: ...`).
+    fn with_users<T>(&self, mut f: impl FnMut(UserRoot) -> CtlResult<T>) -> CtlResult<T> {
+        if let Some(layers) = Layers::of(&self.mounts) {
+            let file = |path| match layers.find(path) {
+                Found::File(p) => Some(Some(p)),
+                Found::Missing => Some(None),
+                Found::Unsure => None,
+            };
+            if let (Some(passwd), Some(group)) = (file("/etc/passwd"), file("/etc/group")) {
+                if let Ok(v) = f(UserRoot::Found(&UserFiles { passwd, group })) {
+                    return Ok(v);
+                }
+            }
+        }
+        self.with_mounted(|mounted| f(UserRoot::TempMount(mounted)))
     }
 
     /// Runs `f` with the snapshot mounted read-only on a temporary directory (as
