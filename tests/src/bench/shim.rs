@@ -544,6 +544,17 @@ impl BareRunc {
         id: &str,
         round: usize,
     ) -> Result<Duration, String> {
+        self.three_steps_on_overlay_with(id, round, &self.bundle.join("config.json"))
+    }
+
+    /// [`three_steps_on_overlay`](Self::three_steps_on_overlay) with `config` as the
+    /// bundle's `config.json` (its `root.path` must be `rootfs`).
+    pub(super) fn three_steps_on_overlay_with(
+        &self,
+        id: &str,
+        round: usize,
+        config: &Path,
+    ) -> Result<Duration, String> {
         let dir = self.root.join(format!("overlay{round}"));
         let (upper, work) = (dir.join("upper"), dir.join("work"));
         let bundle = dir.join("bundle");
@@ -551,7 +562,7 @@ impl BareRunc {
         for d in [&upper, &work, &target] {
             std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
         }
-        std::fs::copy(self.bundle.join("config.json"), bundle.join("config.json"))
+        std::fs::copy(config, bundle.join("config.json"))
             .map_err(|e| format!("copying config.json to {}: {e}", bundle.display()))?;
         let data = format!(
             "lowerdir={},upperdir={},workdir={},index=off",

@@ -25,7 +25,7 @@ use crate::harness::procs::{processes, ProcessInfo};
 use crate::harness::{wait_for, ContainerdOptions, PrivateContainerd, TempRoot};
 
 /// Timed rounds of the latency phase (one run of each command per round).
-pub const RUNS: usize = 20;
+pub const RUNS: usize = 40;
 /// Detached idle containers per side in the memory phase.
 pub const IDLE_CONTAINERS: usize = 10;
 /// How long the containers idle before memory is read: longer than the 5 s after which
@@ -112,10 +112,52 @@ fn measure(
         side.ok(&["images", "import", &archive])?;
     }
     let bare = shim::BareRunc::prepare(&corrald.temp.join("bare-runc"), &tools.shim)?;
-    let latency = latencies(&corral, &reference, &bare)?;
+    let spec = container_config(&corral, &corrald.temp.join("container-config.json"))?;
+    let latency = latencies(&corral, &reference, &bare, &spec)?;
     let reference_memory = idle_memory(&reference)?;
     let corral_memory = idle_memory(&corral)?;
     Ok(render(tools, &latency, &corral_memory, &reference_memory))
+}
+
+/// A fresh tmpfs on `dir` (made if need be); the temporary root's cleanup unmounts it.
+fn mount_tmpfs(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some("mode=0755,size=64m"),
+    )
+    .map_err(|e| format!("mounting a tmpfs on {}: {e}", dir.display()))
+}
+
+/// The `config.json` corralctl makes for the timed runs' containers (containerd's default
+/// spec, the image's config and `run`'s 1024 cpu shares), written to `path` with a cgroup of
+/// its own under [`NAMESPACE`], for runc alone to run.
+fn container_config(corral: &Side, path: &Path) -> Result<PathBuf, String> {
+    let id = "specsource";
+    corral.ok(&[
+        "containers",
+        "create",
+        "--cpu-shares",
+        "1024",
+        IMAGE,
+        id,
+        "true",
+    ])?;
+    let info = corral.ok(&["containers", "info", id]);
+    corral.ok(&["containers", "rm", id])?;
+    let info: serde_json::Value =
+        serde_json::from_str(&info?).map_err(|e| format!("reading containers info: {e}"))?;
+    let mut spec = info["Spec"].clone();
+    if spec["root"]["path"] != "rootfs" || spec["process"]["args"] != serde_json::json!(["true"]) {
+        return Err(format!("unexpected spec from containers info: {spec}"));
+    }
+    spec["linux"]["cgroupsPath"] = format!("/{NAMESPACE}/runcfloor").into();
+    std::fs::write(path, spec.to_string())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(path.to_path_buf())
 }
 
 /// A corrald of the bench's own, on a fresh [`TempRoot`], with the release shim first on its
@@ -134,7 +176,12 @@ impl PrivateCorrald {
     fn start(tools: &Tools) -> Result<PrivateCorrald, String> {
         let cgroups = CgroupSnapshot::take().map_err(|e| format!("reading the cgroups: {e}"))?;
         let temp = TempRoot::new().map_err(|e| format!("temp root: {e}"))?;
-        let socket = temp.join("corral.sock");
+        // What containerd keeps under its private /run (a tmpfs), corrald keeps beside its
+        // socket: runc's state, the shims' sockets, and here the fifos. A tmpfs of its own
+        // holds them, so neither side's runs pay for a disk there.
+        let run = temp.join("run");
+        mount_tmpfs(&run)?;
+        let socket = run.join("corral.sock");
         let bin_dir = tools
             .corrald
             .parent()
@@ -261,7 +308,7 @@ impl<'a> Side<'a> {
             shim: shim.to_path_buf(),
             run_flags: vec![
                 "--fifo-dir".into(),
-                d.temp.join("fifo").to_string_lossy().into_owned(),
+                d.temp.join("run/fifo").to_string_lossy().into_owned(),
             ],
             prefix: "corral",
         })
@@ -434,11 +481,18 @@ struct Latencies {
     runc_steps: Vec<f64>,
     /// The same on an overlay of the busybox rootfs, mounted and unmounted as a shim does.
     overlay: Vec<f64>,
+    /// The same with the timed containers' own spec.
+    container_spec: Vec<f64>,
 }
 
 /// One untimed warm-up each, then [`RUNS`] rounds of `corralctl run --rm`, `ctr run --rm`,
 /// bare `runc run`.
-fn latencies(corral: &Side, containerd: &Side, bare: &shim::BareRunc) -> Result<Latencies, String> {
+fn latencies(
+    corral: &Side,
+    containerd: &Side,
+    bare: &shim::BareRunc,
+    spec: &Path,
+) -> Result<Latencies, String> {
     eprintln!("corral-bench: {RUNS} × corralctl run --rm, ctr run --rm and runc run, interleaved");
     corral.run_rm(&format!("{}warm", corral.prefix))?;
     containerd.run_rm(&format!("{}warm", containerd.prefix))?;
@@ -449,6 +503,7 @@ fn latencies(corral: &Side, containerd: &Side, bare: &shim::BareRunc) -> Result<
         runc: Vec::new(),
         runc_steps: Vec::new(),
         overlay: Vec::new(),
+        container_spec: Vec::new(),
     };
     for i in 0..RUNS {
         l.corral
@@ -461,6 +516,11 @@ fn latencies(corral: &Side, containerd: &Side, bare: &shim::BareRunc) -> Result<
             .push(ms(bare.three_steps(&format!("runcsteps{i}"))?));
         l.overlay
             .push(ms(bare.three_steps_on_overlay(&format!("runcovl{i}"), i)?));
+        l.container_spec.push(ms(bare.three_steps_on_overlay_with(
+            &format!("runcspec{i}"),
+            i,
+            spec,
+        )?));
     }
     Ok(l)
 }
@@ -572,9 +632,11 @@ fn render(tools: &Tools, latency: &Latencies, ours: &Memory, theirs: &Memory) ->
          true` against containerd, {RUNS} timed runs each after one untimed warm-up, \
          interleaved with a bare `runc run --bundle B idN` (a bundle made with `runc spec`, \
          process `true`, no terminal, around the same busybox rootfs untarred from the image's \
-         layer) so machine noise hits all alike: corralctl, ctr, runc, corralctl, ... corralctl \
-         also gets `--fifo-dir` in corrald's temporary directory (ctr's fifos are in containerd's \
-         private `/run`), so the host's `/run/corral` is left alone. Wall time from spawning the \
+         layer) so machine noise hits all alike: corralctl, ctr, runc, corralctl, ... \
+         containerd keeps runc's state, its shims' sockets and ctr's fifos in its private `/run`, \
+         a tmpfs; corrald's socket, with runc's state and the shims' sockets beside it, and \
+         corralctl's `--fifo-dir` are on a tmpfs of their own likewise, so the host's \
+         `/run/corral` is left alone. Both daemons' root and state dirs are on the disk. Wall time from spawning the \
          command to its exit (seen by a blocking `waitid`), in ms, min / median / max; the \
          target is judged on the medians.\n"
     );
@@ -602,9 +664,10 @@ fn render(tools: &Tools, latency: &Latencies, ours: &Memory, theirs: &Memory) ->
         r.show(1, " ms"),
         ratio(r.median, d.median),
     );
-    let (steps, overlay) = (
+    let (steps, overlay, own) = (
         spread(&latency.runc_steps).unwrap_or(zero),
         spread(&latency.overlay).unwrap_or(zero),
+        spread(&latency.container_spec).unwrap_or(zero),
     );
     let _ = writeln!(
         out,
@@ -615,21 +678,33 @@ fn render(tools: &Tools, latency: &Latencies, ours: &Memory, theirs: &Memory) ->
     );
     let _ = writeln!(
         out,
-        "| the same three runs on a fresh overlay of the rootfs, mounted and unmounted as a shim does (bare) | {} | {} | {} | | |\n",
+        "| the same three runs on a fresh overlay of the rootfs, mounted and unmounted as a shim does (bare) | {} | {} | {} | | |",
         overlay.show(1, " ms"),
         ratio(overlay.median, d.median),
         ratio(overlay.median, r.median),
     );
     let _ = writeln!(
         out,
-        "The last row is what any runc shim pays for a container on an overlayfs snapshot \
-         before its own work: the overlay mounted on a bundle's `rootfs` (a fresh upper dir, \
-         as a new snapshot has), runc's lifecycle as three runs in it, and the unmount beside \
-         `runc delete` (it syncs what runc wrote into the upper dir). It is {} bare \
-         `runc run`'s median and {} ctr's; `corralctl run --rm` is {} of it.\n",
-        ratio(overlay.median, r.median),
-        ratio(overlay.median, d.median),
-        ratio(c.median, overlay.median),
+        "| the same with the timed containers' own `config.json` (containerd's default spec, as corralctl makes it) (bare) | {} | {} | {} | | |\n",
+        own.show(1, " ms"),
+        ratio(own.median, d.median),
+        ratio(own.median, r.median),
+    );
+    let _ = writeln!(
+        out,
+        "The last two rows are what any runc shim pays for a container on an overlayfs \
+         snapshot before its own work: the overlay mounted on a bundle's `rootfs` (a fresh \
+         upper dir, as a new snapshot has), runc's lifecycle as three runs in it, and the \
+         unmount beside `runc delete` (it syncs what runc wrote into the upper dir); the last \
+         one with the spec the timed containers get (`runc spec`'s has no cgroup path, no \
+         device allow-list, 3 capabilities instead of 14). That last floor is {} bare `runc \
+         run`'s median and {} ctr's; `corralctl run --rm` is {} of it, {:.1} ms more: \
+         everything Corral itself does (the CLI, the daemon's calls and commits, the shim's \
+         start and its calls).\n",
+        ratio(own.median, r.median),
+        ratio(own.median, d.median),
+        ratio(c.median, own.median),
+        c.median - own.median,
     );
     let _ = writeln!(
         out,
