@@ -210,7 +210,7 @@ fn basic_auth_through_htpasswd() {
     };
     let reg = env.registry(&RegistryOptions {
         htpasswd: Some(("edge".into(), "s3cret".into())),
-        tls: false,
+        ..Default::default()
     });
     let remote = format!("{}/private/busybox:latest", reg.host());
     env.import();
@@ -247,8 +247,8 @@ fn tls_with_a_ca_from_hosts_toml() {
         return;
     };
     let reg = env.registry(&RegistryOptions {
-        htpasswd: None,
         tls: true,
+        ..Default::default()
     });
     let hosts = tempfile::tempdir().unwrap();
     let dir = hosts.path().join(reg.host());
@@ -311,6 +311,122 @@ fn tls_with_a_ca_from_hosts_toml() {
             &remote,
         ],
     );
+
+    // The CA on the command line instead (ctr's --tlscacert), read before any request.
+    let ca = reg.ca_cert().unwrap();
+    env.clear();
+    let bad_dir = bad.path().to_str().unwrap();
+    ok(
+        env.a(),
+        NS,
+        &[
+            "images",
+            "pull",
+            "--tlscacert",
+            ca.to_str().unwrap(),
+            "--hosts-dir",
+            bad_dir,
+            &remote,
+        ],
+    );
+    assert_eq!(env.images().trim(), remote);
+    let missing = hosts.path().join("missing.pem");
+    let not_pem = hosts.path().join("not.pem");
+    fs::write(&not_pem, "no certificates here\n").unwrap();
+    for (args, want) in [
+        (
+            vec!["--tlscacert", missing.to_str().unwrap()],
+            format!("failed to read {:?}", missing.display().to_string()),
+        ),
+        (
+            vec!["--tlscacert", not_pem.to_str().unwrap()],
+            format!(
+                "failed to load TLS CAs from {:?}: invalid data",
+                not_pem.display().to_string()
+            ),
+        ),
+        (
+            vec!["--tlscert", ca.to_str().unwrap()],
+            "flags --tlscert and --tlskey must be set together".to_string(),
+        ),
+        (
+            vec![
+                "--tlscert",
+                ca.to_str().unwrap(),
+                "--tlskey",
+                not_pem.to_str().unwrap(),
+            ],
+            "failed to load TLS client credentials".to_string(),
+        ),
+    ] {
+        let mut argv = vec!["images", "pull", "--hosts-dir", bad_dir];
+        argv.extend(args);
+        argv.push(&remote);
+        let err = fails(env.a(), NS, &argv);
+        assert!(err.contains(&want), "{argv:?}: {err}");
+    }
+}
+
+#[test]
+fn a_registry_asking_for_a_client_certificate_gets_the_one_on_the_command_line() {
+    let Some(env) = Env::start() else {
+        return;
+    };
+    let reg = env.registry(&RegistryOptions {
+        tls: true,
+        client_certs: true,
+        ..Default::default()
+    });
+    let hosts = tempfile::tempdir().unwrap();
+    let dir = hosts.path().join(reg.host());
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("hosts.toml"),
+        format!("server = \"https://{}\"\n", reg.host()),
+    )
+    .unwrap();
+    let hosts_dir = hosts.path().to_str().unwrap();
+    let ca = reg.ca_cert().unwrap();
+    let (cert, key) = reg.client_pair().unwrap();
+    let remote = format!("{}/mutual/busybox:latest", reg.host());
+    let tls = [
+        "--hosts-dir",
+        hosts_dir,
+        "--tlscacert",
+        ca.to_str().unwrap(),
+        "--tlscert",
+        cert.to_str().unwrap(),
+        "--tlskey",
+        key.to_str().unwrap(),
+    ];
+    env.import();
+    let mut push = vec!["images", "push"];
+    push.extend(tls);
+    push.extend([remote.as_str(), LOCAL]);
+    ok(env.a(), NS, &push);
+    env.clear();
+
+    // Without a client certificate the registry ends the handshake.
+    let err = fails(
+        env.a(),
+        NS,
+        &[
+            "images",
+            "pull",
+            "--hosts-dir",
+            hosts_dir,
+            "--tlscacert",
+            ca.to_str().unwrap(),
+            &remote,
+        ],
+    );
+    eprintln!("no client certificate: {err}");
+    assert!(env.images().trim().is_empty());
+    let mut pull = vec!["images", "pull"];
+    pull.extend(tls);
+    pull.push(&remote);
+    ok(env.a(), NS, &pull);
+    assert_eq!(env.images().trim(), remote);
 }
 
 #[test]

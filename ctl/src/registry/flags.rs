@@ -1,6 +1,7 @@
 //! The registry flags `ctr images pull` and `push` share (`commands.RegistryFlags`), and
 //! the [`Resolver`] they make: `--user` with a password prompt on a terminal, `--hosts-dir`,
-//! `--plain-http`, `--skip-verify`.
+//! `--plain-http`, `--skip-verify`, and the default TLS settings `--tlscacert`, `--tlscert`
+//! and `--tlskey` (read at once, as ctr reads them).
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::os::fd::AsFd;
@@ -13,6 +14,7 @@ use super::auth::Credentials;
 use super::error::{RegistryError, Result};
 use super::hosts::HostOptions;
 use super::resolver::Resolver;
+use super::transport::check_default_tls;
 
 /// The hosts directory used when `--hosts-dir` is not given and it exists (Corral's
 /// counterpart of containerd's `/etc/containerd/certs.d`).
@@ -33,11 +35,41 @@ pub struct RegistryFlags {
     /// Custom hosts configuration directory (default /etc/corral/certs.d when it exists)
     #[arg(long)]
     pub hosts_dir: Option<PathBuf>,
+    /// path to TLS root CA
+    #[arg(long, value_name = "FILE")]
+    pub tlscacert: Option<PathBuf>,
+    /// path to TLS client certificate
+    #[arg(long, value_name = "FILE")]
+    pub tlscert: Option<PathBuf>,
+    /// path to TLS client key
+    #[arg(long, value_name = "FILE")]
+    pub tlskey: Option<PathBuf>,
 }
 
 impl RegistryFlags {
     /// The resolver these flags describe; asks for the password of a `--user` without one.
     pub fn resolver(&self) -> Result<Resolver> {
+        let nonempty = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        let tls_client = match (nonempty(&self.tlscert), nonempty(&self.tlskey)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(RegistryError::InvalidArgument(
+                    "flags --tlscert and --tlskey must be set together".into(),
+                ))
+            }
+        };
+        let options = HostOptions {
+            hosts_dir: self.hosts_dir.clone().or_else(|| {
+                let d = Path::new(DEFAULT_HOSTS_DIR);
+                d.is_dir().then(|| d.to_path_buf())
+            }),
+            plain_http: self.plain_http,
+            skip_verify: self.skip_verify,
+            tls_ca: nonempty(&self.tlscacert),
+            tls_client,
+        };
+        check_default_tls(&options)?;
         let credentials = match self.user.as_deref().filter(|u| !u.is_empty()) {
             None => None,
             Some(user) => {
@@ -48,18 +80,7 @@ impl RegistryFlags {
                 Some(c)
             }
         };
-        let hosts_dir = self.hosts_dir.clone().or_else(|| {
-            let d = Path::new(DEFAULT_HOSTS_DIR);
-            d.is_dir().then(|| d.to_path_buf())
-        });
-        Ok(Resolver::new(
-            HostOptions {
-                hosts_dir,
-                plain_http: self.plain_http,
-                skip_verify: self.skip_verify,
-            },
-            credentials,
-        ))
+        Ok(Resolver::new(options, credentials))
     }
 }
 

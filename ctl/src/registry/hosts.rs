@@ -58,7 +58,7 @@ impl RegistryHost {
 }
 
 /// What the command line says about hosts (ctr's `--hosts-dir`, `--plain-http`,
-/// `--skip-verify`).
+/// `--skip-verify`, `--tlscacert`, `--tlscert`, `--tlskey`).
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
     /// The hosts directory, when one is used.
@@ -67,6 +67,11 @@ pub struct HostOptions {
     pub plain_http: bool,
     /// Skip TLS verification unless a host says otherwise.
     pub skip_verify: bool,
+    /// CA certificates every host is verified against instead of the system's (a host's
+    /// own `ca` files are added to them).
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate and its key, for hosts with none of their own.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Whether `host` (with or without a port) is the loopback (`docker.IsLocalhost`).

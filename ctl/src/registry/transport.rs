@@ -1,6 +1,6 @@
 //! HTTP to registry hosts over `ureq` (blocking, rustls): one agent per host with the TLS
-//! settings its configuration asks for (the system's CA bundle plus the host's `ca` files,
-//! client certificates, `skip_verify`), the host's extra headers, and authorization retried
+//! settings its configuration asks for (the system's CA bundle, or `--tlscacert`'s, plus the
+//! host's `ca` files, client certificates, `skip_verify`), the host's extra headers, and authorization retried
 //! once after a 401 challenge.
 
 use std::io::Read;
@@ -63,15 +63,17 @@ fn read_pem(path: &Path) -> Result<Vec<PemItem<'static>>> {
         })
 }
 
-/// The TLS settings of `host`.
+/// The TLS settings of `host`: the system's roots, or the command's `--tlscacert` in their
+/// place, plus the host's `ca` files; the host's first client pair, or the command's
+/// `--tlscert` and `--tlskey` (containerd's `DefaultTLS`, which a host's settings amend).
 fn tls_config(host: &RegistryHost, opts: &HostOptions) -> Result<TlsConfig> {
-    let mut roots = system_roots().clone();
+    let mut roots = match &opts.tls_ca {
+        Some(ca) => default_roots(ca)?,
+        None => system_roots().clone(),
+    };
     for ca in &host.ca_certs {
         let before = roots.len();
-        roots.extend(read_pem(ca)?.into_iter().filter_map(|i| match i {
-            PemItem::Certificate(c) => Some(c),
-            _ => None,
-        }));
+        roots.extend(certificates(read_pem(ca)?));
         if roots.len() == before {
             return Err(RegistryError::InvalidArgument(format!(
                 "unable to load CA cert {:?}",
@@ -79,36 +81,100 @@ fn tls_config(host: &RegistryHost, opts: &HostOptions) -> Result<TlsConfig> {
             )));
         }
     }
-    let mut client_cert = None;
-    if let Some((cert, key)) = host.client_pairs.first() {
-        let items = read_pem(cert)?;
-        let key_items = match key {
-            Some(k) => read_pem(k)?,
-            None => Vec::new(),
-        };
-        let mut chain = Vec::new();
-        let mut private: Option<PrivateKey<'static>> = None;
-        for item in items.into_iter().chain(key_items) {
-            match item {
-                PemItem::Certificate(c) => chain.push(c),
-                PemItem::PrivateKey(k) => private = Some(k),
-                _ => {}
+    let client_cert = match (host.client_pairs.first(), &opts.tls_client) {
+        (Some((cert, key)), _) => Some(client_pair(cert, key.as_deref()).map_err(|e| match e {
+            RegistryError::InvalidArgument(m) => {
+                RegistryError::InvalidArgument(format!("failed to load X509 key pair: {m}"))
             }
-        }
-        let private = private.ok_or_else(|| {
-            RegistryError::InvalidArgument(format!(
-                "failed to load X509 key pair: no private key for {}",
-                cert.display()
-            ))
-        })?;
-        client_cert = Some(ClientCert::new_with_certs(&chain, private));
-    }
+            other => other,
+        })?),
+        (None, Some((cert, key))) => Some(default_client(cert, key)?),
+        (None, None) => None,
+    };
     Ok(TlsConfig::builder()
         .root_certs(RootCerts::new_with_certs(&roots))
         .client_cert(client_cert)
         .disable_verification(host.skip_verify.unwrap_or(opts.skip_verify))
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .build())
+}
+
+/// Reads what the command's `--tlscacert`, `--tlscert` and `--tlskey` name, as ctr does
+/// before it contacts any host, so a bad file fails the command at once in ctr's words.
+pub fn check_default_tls(opts: &HostOptions) -> Result<()> {
+    if let Some(ca) = &opts.tls_ca {
+        default_roots(ca)?;
+    }
+    if let Some((cert, key)) = &opts.tls_client {
+        default_client(cert, key)?;
+    }
+    Ok(())
+}
+
+fn certificates(items: Vec<PemItem<'static>>) -> impl Iterator<Item = Certificate<'static>> {
+    items.into_iter().filter_map(|i| match i {
+        PemItem::Certificate(c) => Some(c),
+        _ => None,
+    })
+}
+
+/// The certificates of `--tlscacert`: all of them, at least one.
+fn default_roots(path: &Path) -> Result<Vec<Certificate<'static>>> {
+    let data = std::fs::read(path)
+        .map_err(|e| RegistryError::io(format!("failed to read {:?}", path.display()), e))?;
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&data)
+        .filter_map(|i| match i {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(RegistryError::InvalidArgument(format!(
+            "failed to load TLS CAs from {:?}: invalid data",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// `--tlscert` and `--tlskey` as a client certificate.
+fn default_client(cert: &Path, key: &Path) -> Result<ClientCert> {
+    client_pair(cert, Some(key)).map_err(|e| {
+        RegistryError::InvalidArgument(format!(
+            "failed to load TLS client credentials (cert={:?}, key={:?}): {e}",
+            cert.display(),
+            key.display()
+        ))
+    })
+}
+
+/// A certificate chain and its private key, from `cert` and `key` (the key in `cert`'s file
+/// when `None`).
+fn client_pair(cert: &Path, key: Option<&Path>) -> Result<ClientCert> {
+    let items = read_pem(cert)?;
+    let key_items = match key {
+        Some(k) => read_pem(k)?,
+        None => Vec::new(),
+    };
+    let mut chain = Vec::new();
+    let mut private: Option<PrivateKey<'static>> = None;
+    for item in items.into_iter().chain(key_items) {
+        match item {
+            PemItem::Certificate(c) => chain.push(c),
+            PemItem::PrivateKey(k) => private = Some(k),
+            _ => {}
+        }
+    }
+    let private = private.ok_or_else(|| {
+        RegistryError::InvalidArgument(format!("no private key for {}", cert.display()))
+    })?;
+    if chain.is_empty() {
+        return Err(RegistryError::InvalidArgument(format!(
+            "no certificate in {}",
+            cert.display()
+        )));
+    }
+    Ok(ClientCert::new_with_certs(&chain, private))
 }
 
 /// A request body: nothing, bytes (which can be sent again after a challenge), or a stream

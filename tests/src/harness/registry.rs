@@ -20,6 +20,8 @@ pub struct RegistryOptions {
     pub htpasswd: Option<(String, String)>,
     /// Serve HTTPS with a certificate for 127.0.0.1 signed by a fresh CA.
     pub tls: bool,
+    /// With `tls`: require a client certificate signed by that CA.
+    pub client_certs: bool,
 }
 
 /// A running registry.
@@ -46,7 +48,8 @@ fn run(cmd: &mut Command) -> io::Result<()> {
     Ok(())
 }
 
-/// Makes `ca.crt`/`ca.key` and `server.crt`/`server.key` (for IP 127.0.0.1) in `dir`.
+/// Makes `ca.crt`/`ca.key`, `server.crt`/`server.key` (for IP 127.0.0.1) and
+/// `client.crt`/`client.key` in `dir`.
 fn make_certs(dir: &Path) -> io::Result<()> {
     let p = |n: &str| dir.join(n);
     run(Command::new("openssl")
@@ -69,34 +72,43 @@ fn make_certs(dir: &Path) -> io::Result<()> {
         .arg(p("ca.key"))
         .arg("-out")
         .arg(p("ca.crt")))?;
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-        ])
-        .arg(p("server.key"))
-        .arg("-out")
-        .arg(p("server.csr")))?;
-    fs::write(
-        p("server.ext"),
+    sign(
+        dir,
+        "server",
+        "/CN=127.0.0.1",
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )?;
+    sign(
+        dir,
+        "client",
+        "/CN=corral-test-client",
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+}
+
+/// Makes `<name>.key` and `<name>.crt` for `subject` in `dir`, signed by its CA, with the
+/// extensions `ext`.
+fn sign(dir: &Path, name: &str, subject: &str, ext: &str) -> io::Result<()> {
+    let p = |suffix: &str| dir.join(format!("{name}.{suffix}"));
+    run(Command::new("openssl")
+        .args([
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout",
+        ])
+        .arg(p("key"))
+        .arg("-out")
+        .arg(p("csr")))?;
+    fs::write(p("ext"), ext)?;
     run(Command::new("openssl")
         .args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
-        .arg(p("server.csr"))
+        .arg(p("csr"))
         .arg("-CA")
-        .arg(p("ca.crt"))
+        .arg(dir.join("ca.crt"))
         .arg("-CAkey")
-        .arg(p("ca.key"))
+        .arg(dir.join("ca.key"))
         .arg("-out")
-        .arg(p("server.crt"))
+        .arg(p("crt"))
         .arg("-extfile")
-        .arg(p("server.ext")))
+        .arg(p("ext")))
 }
 
 impl Registry {
@@ -118,6 +130,12 @@ impl Registry {
                 dir.path().join("server.crt").display(),
                 dir.path().join("server.key").display()
             ));
+            if opts.client_certs {
+                config.push_str(&format!(
+                    "    clientcas:\n      - {}\n",
+                    dir.path().join("ca.crt").display()
+                ));
+            }
         }
         if let Some((user, password)) = &opts.htpasswd {
             let out = Command::new("htpasswd")
@@ -169,6 +187,16 @@ impl Registry {
     /// The CA certificate (with TLS).
     pub fn ca_cert(&self) -> Option<PathBuf> {
         self.tls.then(|| self.dir.path().join("ca.crt"))
+    }
+
+    /// A client certificate and key signed by the CA (with TLS).
+    pub fn client_pair(&self) -> Option<(PathBuf, PathBuf)> {
+        self.tls.then(|| {
+            (
+                self.dir.path().join("client.crt"),
+                self.dir.path().join("client.key"),
+            )
+        })
     }
 
     /// The storage directory.
