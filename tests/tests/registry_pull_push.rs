@@ -241,6 +241,19 @@ fn basic_auth_through_htpasswd() {
     assert_eq!(env.images().trim(), remote);
 }
 
+/// A hosts directory naming `reg` by https, with `extra` lines in its `hosts.toml`.
+fn https_hosts_dir(reg: &Registry, extra: &str) -> tempfile::TempDir {
+    let hosts = tempfile::tempdir().unwrap();
+    let dir = hosts.path().join(reg.host());
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("hosts.toml"),
+        format!("server = \"https://{}\"\n{extra}", reg.host()),
+    )
+    .unwrap();
+    hosts
+}
+
 #[test]
 fn tls_with_a_ca_from_hosts_toml() {
     let Some(env) = Env::start() else {
@@ -250,13 +263,10 @@ fn tls_with_a_ca_from_hosts_toml() {
         tls: true,
         ..Default::default()
     });
-    let hosts = tempfile::tempdir().unwrap();
-    let dir = hosts.path().join(reg.host());
-    fs::create_dir_all(&dir).unwrap();
-    fs::copy(reg.ca_cert().unwrap(), dir.join("ca.crt")).unwrap();
-    fs::write(
-        dir.join("hosts.toml"),
-        format!("server = \"https://{}\"\nca = \"ca.crt\"\n", reg.host()),
+    let hosts = https_hosts_dir(&reg, "ca = \"ca.crt\"\n");
+    fs::copy(
+        reg.ca_cert().unwrap(),
+        hosts.path().join(reg.host()).join("ca.crt"),
     )
     .unwrap();
     let hosts_dir = hosts.path().to_str().unwrap();
@@ -277,14 +287,7 @@ fn tls_with_a_ca_from_hosts_toml() {
     assert_eq!(env.images().trim(), remote);
 
     // The same server named https without its CA: refused as a TLS failure.
-    let bad = tempfile::tempdir().unwrap();
-    let bad_dir = bad.path().join(reg.host());
-    fs::create_dir_all(&bad_dir).unwrap();
-    fs::write(
-        bad_dir.join("hosts.toml"),
-        format!("server = \"https://{}\"\n", reg.host()),
-    )
-    .unwrap();
+    let bad = https_hosts_dir(&reg, "");
     env.clear();
     let err = fails(
         env.a(),
@@ -377,14 +380,7 @@ fn a_registry_asking_for_a_client_certificate_gets_the_one_on_the_command_line()
         client_certs: true,
         ..Default::default()
     });
-    let hosts = tempfile::tempdir().unwrap();
-    let dir = hosts.path().join(reg.host());
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(
-        dir.join("hosts.toml"),
-        format!("server = \"https://{}\"\n", reg.host()),
-    )
-    .unwrap();
+    let hosts = https_hosts_dir(&reg, "");
     let hosts_dir = hosts.path().to_str().unwrap();
     let ca = reg.ca_cert().unwrap();
     let (cert, key) = reg.client_pair().unwrap();

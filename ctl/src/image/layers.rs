@@ -209,17 +209,20 @@ mod tests {
         .is_ok()
     }
 
+    /// An upper dir and two lower dirs in `t`, each with an empty `etc`.
+    fn three_layers(t: &tempfile::TempDir) -> (PathBuf, PathBuf, PathBuf) {
+        let dirs = ["up", "l1", "l2"].map(|n| t.path().join(n));
+        for d in &dirs {
+            fs::create_dir_all(d.join("etc")).unwrap();
+        }
+        let [up, l1, l2] = dirs;
+        (up, l1, l2)
+    }
+
     #[test]
     fn the_topmost_layer_wins_and_whiteouts_hide() {
         let t = tempfile::tempdir().unwrap();
-        let (up, l1, l2) = (
-            t.path().join("up"),
-            t.path().join("l1"),
-            t.path().join("l2"),
-        );
-        for d in [&up, &l1, &l2] {
-            fs::create_dir_all(d.join("etc")).unwrap();
-        }
+        let (up, l1, l2) = three_layers(&t);
         fs::write(l2.join("etc/group"), "old").unwrap();
         fs::write(l1.join("etc/group"), "new").unwrap();
         fs::write(l2.join("etc/passwd"), "root").unwrap();
@@ -264,14 +267,7 @@ mod tests {
     #[test]
     fn an_opaque_directory_hides_the_layers_below() {
         let t = tempfile::tempdir().unwrap();
-        let (up, l1, l2) = (
-            t.path().join("up"),
-            t.path().join("l1"),
-            t.path().join("l2"),
-        );
-        for d in [&up, &l1, &l2] {
-            fs::create_dir_all(d.join("etc")).unwrap();
-        }
+        let (up, l1, l2) = three_layers(&t);
         fs::write(l2.join("etc/group"), "below").unwrap();
         fs::write(l2.join("etc/passwd"), "below").unwrap();
         fs::write(l1.join("etc/passwd"), "above").unwrap();

@@ -669,27 +669,31 @@ fn render(tools: &Tools, latency: &Latencies, ours: &Memory, theirs: &Memory) ->
         spread(&latency.overlay).unwrap_or(zero),
         spread(&latency.container_spec).unwrap_or(zero),
     );
-    let _ = writeln!(
-        out,
-        "| `runc create`, `start`, `delete` as three runs (bare) | {} | {} | {} | | |",
-        steps.show(1, " ms"),
-        ratio(steps.median, d.median),
-        ratio(steps.median, r.median),
-    );
-    let _ = writeln!(
-        out,
-        "| the same three runs on a fresh overlay of the rootfs, mounted and unmounted as a shim does (bare) | {} | {} | {} | | |",
-        overlay.show(1, " ms"),
-        ratio(overlay.median, d.median),
-        ratio(overlay.median, r.median),
-    );
-    let _ = writeln!(
-        out,
-        "| the same with the timed containers' own `config.json` (containerd's default spec, as corralctl makes it) (bare) | {} | {} | {} | | |\n",
-        own.show(1, " ms"),
-        ratio(own.median, d.median),
-        ratio(own.median, r.median),
-    );
+    for (label, s) in [
+        (
+            "`runc create`, `start`, `delete` as three runs (bare)",
+            &steps,
+        ),
+        (
+            "the same three runs on a fresh overlay of the rootfs, mounted and unmounted as a \
+             shim does (bare)",
+            &overlay,
+        ),
+        (
+            "the same with the timed containers' own `config.json` (containerd's default \
+             spec, as corralctl makes it) (bare)",
+            &own,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | | |",
+            s.show(1, " ms"),
+            ratio(s.median, d.median),
+            ratio(s.median, r.median),
+        );
+    }
+    out.push('\n');
     let _ = writeln!(
         out,
         "The last two rows are what any runc shim pays for a container on an overlayfs \
