@@ -225,25 +225,34 @@ impl Retired {
     }
 }
 
+/// How many names [`hide`] tries before it gives up.
+const HIDDEN_NAMES: u32 = 100;
+
 /// Renames `path` to `.<name>` beside it, so a half-removed directory is never mistaken for
-/// a live one; `None` when `path` is not there. A `.<name>` left by an earlier removal is
-/// removed first.
+/// a live one; `None` when `path` is not there. While an earlier `.<name>` is still being
+/// removed (a task deleted, created and deleted again at once), the next free `.<name>.<n>`
+/// is taken instead: the two removals never touch each other's files.
 fn hide(path: &Path) -> RuntimeResult<Option<PathBuf>> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Ok(None);
     };
-    let hidden = parent.join(format!(".{}", name.to_string_lossy()));
-    let rename = || fs::rename(path, &hidden);
-    match rename() {
-        Ok(()) => Ok(Some(hidden)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
-            remove_all(&hidden)?;
-            rename().map_err(RuntimeError::io(format!("renaming {}", path.display())))?;
-            Ok(Some(hidden))
+    let name = name.to_string_lossy();
+    for n in 0..HIDDEN_NAMES {
+        let hidden = match n {
+            0 => parent.join(format!(".{name}")),
+            n => parent.join(format!(".{name}.{n}")),
+        };
+        match fs::rename(path, &hidden) {
+            Ok(()) => return Ok(Some(hidden)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {}
+            Err(e) => return Err(RuntimeError::io(format!("renaming {}", path.display()))(e)),
         }
-        Err(e) => Err(RuntimeError::io(format!("renaming {}", path.display()))(e)),
     }
+    Err(RuntimeError::Other(format!(
+        "renaming {}: {HIDDEN_NAMES} earlier removals of it are still under way",
+        path.display()
+    )))
 }
 
 fn remove_all(path: &Path) -> RuntimeResult<()> {
@@ -293,6 +302,33 @@ mod tests {
             .join("io.containerd.runtime.v2.task/default/.web")
             .exists());
         b.delete().unwrap();
+    }
+
+    #[test]
+    fn a_task_retired_again_before_its_last_removal_gets_a_name_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+        let ns_dir = state.join("io.containerd.runtime.v2.task/ns");
+        let mut retired = Vec::new();
+        for round in 0..3 {
+            let b = Bundle::create(&root, &state, "ns", "web", b"{}").unwrap();
+            b.write_file("round", round.to_string().as_bytes()).unwrap();
+            retired.push(b.retire().unwrap());
+            assert!(!b.path.exists());
+        }
+        // Each round's files sit under a name of their own, none removed by another.
+        let mut rounds: Vec<String> = [".web", ".web.1", ".web.2"]
+            .iter()
+            .map(|n| fs::read_to_string(ns_dir.join(n).join("round")).unwrap())
+            .collect();
+        rounds.sort();
+        assert_eq!(rounds, ["0", "1", "2"]);
+        for r in retired {
+            r.remove().unwrap();
+        }
+        assert_eq!(fs::read_dir(&ns_dir).unwrap().count(), 0);
+        let work = root.join("io.containerd.runtime.v2.task/ns");
+        assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
     }
 
     #[test]
