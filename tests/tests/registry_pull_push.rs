@@ -233,11 +233,32 @@ fn basic_auth_through_htpasswd() {
     assert!(env.images().trim().is_empty());
     let err = fails(env.a(), NS, &["images", "pull", &remote]);
     assert!(err.contains("401") || err.contains("denied"), "{err}");
-    ok(
+    // ctr's --http-dump shows each exchange's head, credentials masked.
+    let out = ctl(
         env.a(),
         NS,
-        &["images", "pull", "--user", "edge:s3cret", &remote],
+        &[
+            "images",
+            "pull",
+            "--http-dump",
+            "--user",
+            "edge:s3cret",
+            &remote,
+        ],
     );
+    assert!(out.status.success(), "{out:?}");
+    let dump = stderr(&out);
+    let manifest = format!(
+        "HEAD http://{}/v2/private/busybox/manifests/latest HTTP/1.1",
+        reg.host()
+    );
+    assert!(dump.contains(&manifest), "{dump}");
+    assert!(dump.contains("HTTP/1.1 200 OK"), "{dump}");
+    assert!(dump.contains("authorization: <redacted>"), "{dump}");
+    // "edge:s3cret" in base64, as a Basic header carries it.
+    for secret in ["s3cret", "ZWRnZTpzM2NyZXQ"] {
+        assert!(!dump.contains(secret), "a credential is printed: {dump}");
+    }
     assert_eq!(env.images().trim(), remote);
 }
 

@@ -44,6 +44,9 @@ pub struct RegistryFlags {
     /// path to TLS client key
     #[arg(long, value_name = "FILE")]
     pub tlskey: Option<PathBuf>,
+    /// dump all HTTP request/responses when interacting with container registry
+    #[arg(long)]
+    pub http_dump: bool,
 }
 
 impl RegistryFlags {
@@ -68,6 +71,7 @@ impl RegistryFlags {
             skip_verify: self.skip_verify,
             tls_ca: nonempty(&self.tlscacert),
             tls_client,
+            http_dump: self.http_dump,
         };
         check_default_tls(&options)?;
         let credentials = match self.user.as_deref().filter(|u| !u.is_empty()) {

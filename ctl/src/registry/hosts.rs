@@ -58,7 +58,7 @@ impl RegistryHost {
 }
 
 /// What the command line says about hosts (ctr's `--hosts-dir`, `--plain-http`,
-/// `--skip-verify`, `--tlscacert`, `--tlscert`, `--tlskey`).
+/// `--skip-verify`, `--tlscacert`, `--tlscert`, `--tlskey`, `--http-dump`).
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
     /// The hosts directory, when one is used.
@@ -72,6 +72,8 @@ pub struct HostOptions {
     pub tls_ca: Option<PathBuf>,
     /// A client certificate and its key, for hosts with none of their own.
     pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// Print every request and response head on stderr (ctr's `--http-dump`).
+    pub http_dump: bool,
 }
 
 /// Whether `host` (with or without a port) is the loopback (`docker.IsLocalhost`).

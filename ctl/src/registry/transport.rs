@@ -177,6 +177,54 @@ fn client_pair(cert: &Path, key: Option<&Path>) -> Result<ClientCert> {
     Ok(ClientCert::new_with_certs(&chain, private))
 }
 
+/// ctr's `--http-dump`: each request's and response's head on stderr, as Go's
+/// `httputil.DumpRequest` lays it out, without bodies (blobs are large, and token answers
+/// are secrets) and with credentials masked.
+struct HttpDump;
+
+/// Headers whose values are credentials.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+impl HttpDump {
+    fn headers(out: &mut String, headers: &http::HeaderMap) {
+        for (name, value) in headers {
+            let shown = if SECRET_HEADERS.contains(&name.as_str()) {
+                "<redacted>".into()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            out.push_str(&format!("{name}: {shown}\n"));
+        }
+    }
+}
+
+impl ureq::middleware::Middleware for HttpDump {
+    fn handle(
+        &self,
+        request: http::Request<SendBody>,
+        next: ureq::middleware::MiddlewareNext,
+    ) -> std::result::Result<Response<ureq::Body>, ureq::Error> {
+        let mut out = format!(
+            "{} {} {:?}\n",
+            request.method(),
+            request.uri(),
+            request.version()
+        );
+        Self::headers(&mut out, request.headers());
+        eprintln!("{out}");
+        let response = next.handle(request)?;
+        let mut out = format!("{:?} {}\n", response.version(), response.status());
+        Self::headers(&mut out, response.headers());
+        eprintln!("{out}");
+        Ok(response)
+    }
+}
+
 /// A request body: nothing, bytes (which can be sent again after a challenge), or a stream
 /// of a known length (sent once).
 pub enum Body<'a> {
@@ -199,7 +247,11 @@ pub struct Endpoint {
 impl Endpoint {
     /// The endpoint of `host`, authorizing through `auth`.
     pub fn new(host: RegistryHost, opts: &HostOptions, auth: Arc<Authorizer>) -> Result<Endpoint> {
-        let agent = Agent::config_builder()
+        let mut config = Agent::config_builder();
+        if opts.http_dump {
+            config = config.middleware(HttpDump);
+        }
+        let agent = config
             .tls_config(tls_config(&host, opts)?)
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
