@@ -204,6 +204,51 @@ fn push_remove_pull_and_run() {
 }
 
 #[test]
+fn a_manifest_is_pushed_by_its_digest() {
+    let Some(env) = Env::start() else {
+        return;
+    };
+    let reg = env.registry(&RegistryOptions::default());
+    let remote = format!("{}/bydigest/busybox:v1", reg.host());
+    env.import();
+    // ctr's --manifest: no local image named, the digest and --manifest-type instead.
+    ok(
+        env.a(),
+        NS,
+        &[
+            "images",
+            "push",
+            "--manifest",
+            MANIFEST,
+            "--manifest-type",
+            "application/vnd.oci.image.manifest.v1+json",
+            &remote,
+        ],
+    );
+    env.clear();
+    ok(env.a(), NS, &["images", "pull", &remote]);
+    let listed = ok(env.a(), NS, &["images", "ls"]);
+    assert!(
+        listed.contains(&remote) && listed.contains(MANIFEST),
+        "{listed}"
+    );
+
+    let err = fails(
+        env.a(),
+        NS,
+        &["images", "push", "--manifest", "sha256:nope", &remote],
+    );
+    assert!(err.contains("invalid manifest digest"), "{err}");
+    let absent = format!("sha256:{}", "0".repeat(64));
+    let err = fails(
+        env.a(),
+        NS,
+        &["images", "push", "--manifest", &absent, &remote],
+    );
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
 fn basic_auth_through_htpasswd() {
     let Some(env) = Env::start() else {
         return;

@@ -125,6 +125,12 @@ pub struct PushCommand {
     /// push content from a specific platform
     #[arg(long)]
     pub platform: Option<String>,
+    /// digest of manifest
+    #[arg(long, value_name = "DIGEST")]
+    pub manifest: Option<String>,
+    /// media type of manifest digest
+    #[arg(long, value_name = "TYPE", default_value = crate::image::media_types::OCI_MANIFEST)]
+    pub manifest_type: String,
     /// Where to push (`host/repository[:tag]`).
     #[arg(value_name = "remote")]
     pub remote: String,
@@ -549,7 +555,8 @@ fn platforms_of(
         .map_err(|e| CtlError::new(format!("unable to resolve image platforms: {e}")))
 }
 
-/// ctr's `images push`: the local image's content, then its manifest under the tag.
+/// ctr's `images push`: the local image's content (or, with `--manifest`, that manifest's),
+/// then its manifest under the tag.
 fn push_command(env: &Env, c: &PushCommand) -> CtlResult {
     let local = c.local.as_deref().unwrap_or(&c.remote);
     let matcher = match &c.platform {
@@ -559,19 +566,41 @@ fn push_command(env: &Env, c: &PushCommand) -> CtlResult {
         ),
         None => Matcher::All,
     };
+    let manifest = match c.manifest.as_deref().filter(|m| !m.is_empty()) {
+        Some(m) => Some(
+            crate::image::digest::Digest::parse(m)
+                .map_err(|e| CtlError::new(format!("invalid manifest digest: {e}")))?,
+        ),
+        None => None,
+    };
     let resolver = c.registry.resolver()?;
     let repo = resolver.repository(&c.remote)?;
     let svc = Services::connect(env)?;
-    let img = svc
-        .images(&svc.ctx)
-        .get(local)
-        .map_err(|e| CtlError::new(format!("unable to resolve image to manifest: {e}")))?;
     let store = svc.content(&svc.ctx);
+    let target = match manifest {
+        // As ctr: that digest with the given media type; its size is the stored blob's.
+        Some(digest) => {
+            let digest = digest.to_string();
+            let info = store.info(&digest)?;
+            crate::image::ocispec::Descriptor {
+                media_type: c.manifest_type.clone(),
+                digest,
+                size: info.size,
+                ..Default::default()
+            }
+        }
+        None => {
+            svc.images(&svc.ctx)
+                .get(local)
+                .map_err(|e| CtlError::new(format!("unable to resolve image to manifest: {e}")))?
+                .target
+        }
+    };
     let terminal = io::stdout().is_terminal();
     let mut table = TerminalProgress::uploading();
     let mut quiet = Quiet;
     let observer: &mut dyn Observer = if terminal { &mut table } else { &mut quiet };
-    let pushed = push(&repo, &store, &img.target, &matcher, observer);
+    let pushed = push(&repo, &store, &target, &matcher, observer);
     if terminal {
         table.finish();
     }
