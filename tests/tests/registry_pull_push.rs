@@ -132,11 +132,19 @@ fn push_remove_pull_and_run() {
         &["images", "push", "--plain-http", &remote, LOCAL],
     );
     assert!(reg.blob_path(LAYER).exists(), "{}", reg.log());
-    // Pushing again finds everything there.
+    // Pushing again finds everything there (one upload at a time, as ctr's flag asks).
     ok(
         env.a(),
         NS,
-        &["images", "push", "--plain-http", &remote, LOCAL],
+        &[
+            "images",
+            "push",
+            "--plain-http",
+            "--max-concurrent-uploaded-layers",
+            "1",
+            &remote,
+            LOCAL,
+        ],
     );
 
     env.clear();

@@ -131,6 +131,9 @@ pub struct PushCommand {
     /// media type of manifest digest
     #[arg(long, value_name = "TYPE", default_value = crate::image::media_types::OCI_MANIFEST)]
     pub manifest_type: String,
+    /// Set the max concurrent uploaded layers for each push
+    #[arg(long, value_name = "N", default_value_t = crate::registry::push::DEFAULT_CONCURRENT_UPLOADS)]
+    pub max_concurrent_uploaded_layers: usize,
     /// Where to push (`host/repository[:tag]`).
     #[arg(value_name = "remote")]
     pub remote: String,
@@ -600,7 +603,8 @@ fn push_command(env: &Env, c: &PushCommand) -> CtlResult {
     let mut table = TerminalProgress::uploading();
     let mut quiet = Quiet;
     let observer: &mut dyn Observer = if terminal { &mut table } else { &mut quiet };
-    let pushed = push(&repo, &store, &target, &matcher, observer);
+    let threads = c.max_concurrent_uploaded_layers;
+    let pushed = push(&repo, &store, &target, &matcher, threads, observer);
     if terminal {
         table.finish();
     }

@@ -212,8 +212,11 @@ impl Authorizer {
         }
     }
 
-    /// Takes a 401's challenges for `host`; whether a retry can succeed.
-    pub fn add_challenges(&self, host: &str, header: &str) -> bool {
+    /// Takes a 401's challenges for `host`; whether a retry can succeed. `sent_with_auth`
+    /// tells whether the refused request carried credentials: one that did not is always
+    /// worth a retry once `host` has a scheme (another thread may have taken the same
+    /// challenge meanwhile), one that did only when the challenge is new.
+    pub fn add_challenges(&self, host: &str, header: &str, sent_with_auth: bool) -> bool {
         let challenges = parse_challenges(header);
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         let previous = hosts.get(host).cloned();
@@ -224,10 +227,15 @@ impl Authorizer {
                     if realm.is_empty() {
                         continue;
                     }
+                    let known =
+                        matches!(&previous, Some(HostAuth::Bearer { realm: r, .. }) if *r == realm);
+                    if known && !sent_with_auth {
+                        // Taken already: its tokens stay, and the request goes again with one.
+                        return true;
+                    }
                     let service = c.params.get("service").cloned().unwrap_or_default();
                     // A second 401 for a token we already hold means the token does not
                     // grant what is asked: drop it and try once more.
-                    let fresh = !matches!(&previous, Some(HostAuth::Bearer { realm: r, .. }) if *r == realm);
                     hosts.insert(
                         host.to_string(),
                         HostAuth::Bearer {
@@ -236,7 +244,7 @@ impl Authorizer {
                             tokens: HashMap::new(),
                         },
                     );
-                    return fresh || self.credentials.is_some();
+                    return !known || self.credentials.is_some();
                 }
                 "basic" => {
                     if self.credentials.is_none() {
@@ -244,7 +252,7 @@ impl Authorizer {
                     }
                     let fresh = !matches!(previous, Some(HostAuth::Basic));
                     hosts.insert(host.to_string(), HostAuth::Basic);
-                    return fresh;
+                    return fresh || !sent_with_auth;
                 }
                 _ => {}
             }
@@ -286,23 +294,26 @@ mod tests {
     #[test]
     fn basic_needs_credentials_and_retries_once() {
         let anon = Authorizer::new(None);
-        assert!(!anon.add_challenges("h", r#"Basic realm="r""#));
+        assert!(!anon.add_challenges("h", r#"Basic realm="r""#, false));
         let a = Authorizer::new(Some(Credentials::parse("user:pa:ss")));
         let none: TokenFetcher<'_> = &|_, _, _, _| unreachable!();
         assert_eq!(a.authorization("h", &[], none).unwrap(), None);
-        assert!(a.add_challenges("h", r#"Basic realm="r""#));
+        assert!(a.add_challenges("h", r#"Basic realm="r""#, false));
         assert_eq!(
             a.authorization("h", &[], none).unwrap().unwrap(),
             format!("Basic {}", base64(b"user:pa:ss"))
         );
-        assert!(!a.add_challenges("h", r#"Basic realm="r""#));
+        // Refused with the credentials: they are wrong, no retry. Refused without them
+        // (sent before another thread took the challenge): retried with them.
+        assert!(!a.add_challenges("h", r#"Basic realm="r""#, true));
+        assert!(a.add_challenges("h", r#"Basic realm="r""#, false));
         assert!(!format!("{:?}", Credentials::parse("u:secret")).contains("secret\""));
     }
 
     #[test]
     fn bearer_tokens_are_fetched_per_scope() {
         let a = Authorizer::new(None);
-        assert!(a.add_challenges("h", r#"Bearer realm="https://t/token",service="s""#));
+        assert!(a.add_challenges("h", r#"Bearer realm="https://t/token",service="s""#, false));
         let calls = std::cell::Cell::new(0);
         let fetch = |realm: &str, service: &str, scopes: &[String], c: Option<&Credentials>| {
             calls.set(calls.get() + 1);
@@ -317,5 +328,14 @@ mod tests {
         assert_eq!(h, "Bearer tok-repository:a:pull");
         a.authorization("h", &scopes, &fetch).unwrap();
         assert_eq!(calls.get(), 1);
+        // A request another thread sent before the challenge was known is retried, and the
+        // tokens already fetched stay.
+        assert!(a.add_challenges("h", r#"Bearer realm="https://t/token",service="s""#, false));
+        a.authorization("h", &scopes, &fetch).unwrap();
+        assert_eq!(calls.get(), 1);
+        // Refused with a token of the same realm: dropped and fetched again, once.
+        assert!(!a.add_challenges("h", r#"Bearer realm="https://t/token",service="s""#, true));
+        a.authorization("h", &scopes, &fetch).unwrap();
+        assert_eq!(calls.get(), 2);
     }
 }

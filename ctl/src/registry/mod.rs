@@ -18,5 +18,6 @@ pub mod pull;
 pub mod push;
 pub mod resolver;
 pub mod transport;
+pub mod workers;
 
 pub use error::{RegistryError, Result};

@@ -8,10 +8,9 @@
 //! The caller holds the lease (in the store's context) until the image record exists.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
 
 use super::resolver::Repository;
+use super::workers::transfer_all;
 use crate::image::content::{ContentStore, RemoteContent, WriteProgress, WriteRequest, Written};
 use crate::image::digest::Digest;
 use crate::image::handlers::{children, filter_platforms};
@@ -29,8 +28,6 @@ pub const DISTRIBUTION_SOURCE_LABEL: &str = "containerd.io/distribution.source."
 pub const DEFAULT_CONCURRENT_DOWNLOADS: usize = 3;
 /// Docker's schema 1 manifests, which containerd no longer fetches.
 const DOCKER_MANIFEST_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
-/// Stack size of a download thread.
-const THREAD_STACK: usize = 256 << 10;
 
 /// What a pull fetches.
 #[derive(Debug, Clone)]
@@ -199,62 +196,8 @@ fn fetch_layers(
     threads: usize,
     observer: &mut dyn Observer,
 ) -> Result<()> {
-    if layers.is_empty() {
-        return Ok(());
-    }
-    let work: Mutex<VecDeque<&Descriptor>> = Mutex::new(layers.iter().collect());
-    let failed = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<(String, WriteProgress)>();
-    let threads = threads.clamp(1, layers.len());
-    for l in layers {
-        observer.blob(&make_ref_key(l), WriteProgress::Waiting);
-    }
-    std::thread::scope(|s| -> Result<()> {
-        let mut handles = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let tx = tx.clone();
-            let store = store.clone();
-            let work = &work;
-            let failed = &failed;
-            let handle = std::thread::Builder::new()
-                .name(format!("fetch-{i}"))
-                .stack_size(THREAD_STACK)
-                .spawn_scoped(s, move || -> Result<()> {
-                    loop {
-                        if failed.load(Ordering::SeqCst) {
-                            return Ok(());
-                        }
-                        let next = work.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-                        let Some(desc) = next else {
-                            return Ok(());
-                        };
-                        let key = make_ref_key(desc);
-                        let result = fetch_blob(repo, &store, desc, &mut |p| {
-                            let _ = tx.send((key.clone(), p));
-                        });
-                        if let Err(e) = result {
-                            failed.store(true, Ordering::SeqCst);
-                            return Err(e);
-                        }
-                    }
-                })
-                .map_err(|e| ImageError::io("starting a download thread", e))?;
-            handles.push(handle);
-        }
-        drop(tx);
-        for (key, p) in rx {
-            observer.blob(&key, p);
-        }
-        let mut first: Option<ImageError> = None;
-        for h in handles {
-            let r = h
-                .join()
-                .unwrap_or_else(|_| Err(ImageError::Unknown("a download thread panicked".into())));
-            if let Err(e) = r {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+    transfer_all(layers, threads, "fetch", observer, &|desc, progress| {
+        fetch_blob(repo, store, desc, progress)
     })
 }
 

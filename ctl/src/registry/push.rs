@@ -10,6 +10,7 @@ use std::io::{self, Read};
 use super::error::RegistryError;
 use super::pull::make_ref_key;
 use super::resolver::{Pushed, Repository};
+use super::workers::transfer_all;
 use crate::image::content::{read_blob, ContentStore, WriteProgress};
 use crate::image::handlers::{children, filter_platforms};
 use crate::image::media_types as mt;
@@ -89,65 +90,84 @@ fn local(e: ImageError) -> RegistryError {
     RegistryError::Status(e.to_string())
 }
 
-/// Pushes `target` (the local image's) to `repo`, under its tag (or digest).
+/// Layers uploaded at once (ctr's `--max-concurrent-uploaded-layers` default of 3).
+pub const DEFAULT_CONCURRENT_UPLOADS: usize = 3;
+
+/// Pushes `target` (the local image's) to `repo`, under its tag (or digest): the blobs
+/// first, on at most `threads` threads, then the manifests and indexes, children first.
 pub fn push(
     repo: &Repository,
-    store: &dyn ContentStore,
+    store: &(dyn ContentStore + Sync),
     target: &Descriptor,
     platforms: &Matcher,
+    threads: usize,
     observer: &mut dyn Observer,
 ) -> Result<()> {
-    let order = push_order(store, target, platforms)?;
-    for desc in &order {
+    let is_doc = |d: &Descriptor| mt::is_manifest(&d.media_type) || mt::is_index(&d.media_type);
+    let (docs, blobs): (Vec<Descriptor>, Vec<Descriptor>) = push_order(store, target, platforms)?
+        .into_iter()
+        .partition(|d| is_doc(d));
+    let blobs: Vec<Descriptor> = blobs
+        .into_iter()
+        .filter(|d| {
+            let skip = mt::is_non_distributable(&d.media_type);
+            if skip {
+                log::debug!("skipping non-distributable {}", d.digest);
+            }
+            !skip
+        })
+        .collect();
+    transfer_all(&blobs, threads, "push", observer, &|desc, progress| {
+        push_blob(repo, store, desc, progress)
+    })?;
+    for desc in &docs {
         let key = make_ref_key(desc);
-        let is_doc = mt::is_manifest(&desc.media_type) || mt::is_index(&desc.media_type);
-        if is_doc {
-            let data = read_blob(store, desc)?;
-            let reference = if desc.digest == target.digest && repo.digest.is_empty() {
-                if repo.tag.is_empty() {
-                    "latest".to_string()
-                } else {
-                    repo.tag.clone()
-                }
+        let data = read_blob(store, desc)?;
+        let reference = if desc.digest == target.digest && repo.digest.is_empty() {
+            if repo.tag.is_empty() {
+                "latest".to_string()
             } else {
-                desc.digest.clone()
-            };
-            observer.blob(&key, WriteProgress::Waiting);
-            repo.push_manifest(desc, &data, &reference)
-                .map_err(|e| ImageError::from(e).context(format_args!("failed to push {key}")))?;
-            observer.blob(&key, WriteProgress::Done { size: desc.size });
-            continue;
-        }
-        if mt::is_non_distributable(&desc.media_type) {
-            log::debug!("skipping non-distributable {}", desc.digest);
-            continue;
-        }
+                repo.tag.clone()
+            }
+        } else {
+            desc.digest.clone()
+        };
         observer.blob(&key, WriteProgress::Waiting);
-        let from = mount_source(store, repo, desc);
-        let mut report = |p| observer.blob(&key, p);
-        let report: &mut dyn FnMut(WriteProgress) = &mut report;
-        let mut report_cell = Some(report);
-        let pushed = repo
-            .push_blob(desc, from.as_deref(), &mut || {
-                let inner = store.reader(&desc.digest, 0).map_err(local)?;
-                let report = report_cell.take().ok_or_else(|| {
-                    RegistryError::Status(format!("{}: opened twice", desc.digest))
-                })?;
-                Ok(Box::new(Counting {
-                    inner,
-                    done: 0,
-                    total: desc.size,
-                    report,
-                }))
-            })
+        repo.push_manifest(desc, &data, &reference)
             .map_err(|e| ImageError::from(e).context(format_args!("failed to push {key}")))?;
-        observer.blob(
-            &key,
-            match pushed {
-                Pushed::Exists | Pushed::Mounted => WriteProgress::Exists,
-                Pushed::Uploaded => WriteProgress::Done { size: desc.size },
-            },
-        );
+        observer.blob(&key, WriteProgress::Done { size: desc.size });
     }
+    Ok(())
+}
+
+/// Uploads one blob the registry lacks, or mounts it from another repository.
+fn push_blob(
+    repo: &Repository,
+    store: &dyn ContentStore,
+    desc: &Descriptor,
+    progress: &mut dyn FnMut(WriteProgress),
+) -> Result<()> {
+    let key = make_ref_key(desc);
+    let from = mount_source(store, repo, desc);
+    let pushed = {
+        let mut report_cell = Some(&mut *progress);
+        repo.push_blob(desc, from.as_deref(), &mut || {
+            let inner = store.reader(&desc.digest, 0).map_err(local)?;
+            let report = report_cell
+                .take()
+                .ok_or_else(|| RegistryError::Status(format!("{}: opened twice", desc.digest)))?;
+            Ok(Box::new(Counting {
+                inner,
+                done: 0,
+                total: desc.size,
+                report,
+            }))
+        })
+        .map_err(|e| ImageError::from(e).context(format_args!("failed to push {key}")))?
+    };
+    progress(match pushed {
+        Pushed::Exists | Pushed::Mounted => WriteProgress::Exists,
+        Pushed::Uploaded => WriteProgress::Done { size: desc.size },
+    });
     Ok(())
 }

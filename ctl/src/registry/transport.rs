@@ -327,7 +327,11 @@ impl Endpoint {
                     .filter_map(|v| v.to_str().ok())
                     .collect::<Vec<_>>()
                     .join(", ");
-                if self.auth.add_challenges(&self.host.host, &challenge) {
+                let sent_with_auth = authorization.is_some();
+                if self
+                    .auth
+                    .add_challenges(&self.host.host, &challenge, sent_with_auth)
+                {
                     retried = true;
                     continue;
                 }
