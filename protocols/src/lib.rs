@@ -13,6 +13,7 @@ pub mod duration;
 pub mod identifiers;
 pub mod mount;
 pub mod rpc;
+pub mod xattr;
 
 include!(concat!(env!("OUT_DIR"), "/gen/mod.rs"));
 

@@ -7,13 +7,14 @@
 //! overlayfs's redirect and metacopy attributes, a mount of another kind) is
 //! [`Found::Unsure`], and the caller mounts the snapshot instead.
 
-use std::ffi::CString;
+use std::ffi::OsStr;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use corral_protocols::types::mount::Mount;
+use corral_protocols::xattr;
+use nix::libc;
 
 /// What a path of the merged view is, as far as the layers tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +139,15 @@ impl Layers {
     }
 
     fn get(&self, path: &Path, name: &str) -> Xattr {
-        lgetxattr(path, &format!("{}{name}", self.xattr_prefix))
+        let name = format!("{}{name}", self.xattr_prefix);
+        match xattr::lgetxattr(path, OsStr::new(&name)) {
+            Ok(v) => Xattr::Is(v),
+            // None there, or no xattrs at all on this file system: no overlay marker either.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::ENOTSUP)) => {
+                Xattr::Absent
+            }
+            Err(_) => Xattr::Unreadable,
+        }
     }
 }
 
@@ -147,36 +156,6 @@ enum Xattr {
     Absent,
     Is(Vec<u8>),
     Unreadable,
-}
-
-/// `lgetxattr(2)` for a short value (overlayfs's markers are a byte or a path).
-fn lgetxattr(path: &Path, name: &str) -> Xattr {
-    let (Ok(path), Ok(name)) = (
-        CString::new(path.as_os_str().as_bytes()),
-        CString::new(name),
-    ) else {
-        return Xattr::Unreadable;
-    };
-    let mut buf = [0u8; 256];
-    // SAFETY: nix has no xattr calls. Both strings are NUL-terminated and live across the
-    // call, and the kernel writes at most `buf.len()` bytes into `buf`, which outlives it.
-    let n = unsafe {
-        nix::libc::lgetxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    match usize::try_from(n) {
-        Ok(n) => Xattr::Is(buf[..n.min(buf.len())].to_vec()),
-        Err(_) => match nix::errno::Errno::last() {
-            nix::errno::Errno::ENODATA => Xattr::Absent,
-            // No xattrs at all on this file system: no overlay marker either.
-            nix::errno::Errno::ENOTSUP => Xattr::Absent,
-            _ => Xattr::Unreadable,
-        },
-    }
 }
 
 #[cfg(test)]
@@ -248,20 +227,7 @@ mod tests {
     /// Sets a `user.` attribute (allowed to a file's owner on most file systems); false
     /// where the file system refuses.
     fn set_user_xattr(path: &Path, name: &str, value: &[u8]) -> bool {
-        let path = CString::new(path.as_os_str().as_bytes()).unwrap();
-        let name = CString::new(name).unwrap();
-        // SAFETY: both strings are NUL-terminated and outlive the call; the kernel reads
-        // `value.len()` bytes from `value`.
-        let rc = unsafe {
-            nix::libc::lsetxattr(
-                path.as_ptr(),
-                name.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        rc == 0
+        xattr::lsetxattr(path, OsStr::new(name), value).is_ok()
     }
 
     #[test]

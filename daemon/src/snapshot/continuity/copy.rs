@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
-use super::xattr::{lgetxattr, llistxattr, lsetxattr};
+use corral_protocols::xattr::{lgetxattr, llistxattr, lsetxattr};
 
 fn at(path: &Path, what: &str, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))

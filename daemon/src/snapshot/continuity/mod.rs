@@ -1,11 +1,11 @@
 //! The file system helpers the snapshotters take from containerd's `continuity/fs`:
 //! [`disk_usage`] (`fs.DiskUsage`), [`copy_dir`] (`fs.CopyDir`), [`supports_dtype`]
-//! (`fs.SupportsDType`), and the extended attribute calls they need ([`xattr`]).
+//! (`fs.SupportsDType`), and the extended attribute calls they need
+//! ([`corral_protocols::xattr`], shared with corralctl).
 
 pub mod copy;
 pub mod dtype;
 pub mod du;
-pub mod xattr;
 
 pub use copy::copy_dir;
 pub use dtype::supports_dtype;

@@ -1,5 +1,6 @@
 //! Extended attributes of a path itself (not of what a symlink points to): `llistxattr`,
-//! `lgetxattr`, `lsetxattr`. nix 0.29 has no xattr calls, hence libc.
+//! `lgetxattr`, `lsetxattr`, for corrald's snapshotters and corralctl's reading of overlay
+//! layers. nix 0.29 has no xattr calls, hence libc.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
