@@ -14,7 +14,7 @@ use super::auth::Credentials;
 use super::error::{RegistryError, Result};
 use super::hosts::HostOptions;
 use super::resolver::Resolver;
-use super::transport::check_default_tls;
+use super::transport::{default_client, default_roots};
 
 /// The hosts directory used when `--hosts-dir` is not given and it exists (Corral's
 /// counterpart of containerd's `/etc/containerd/certs.d`).
@@ -53,8 +53,11 @@ impl RegistryFlags {
     /// The resolver these flags describe; asks for the password of a `--user` without one.
     pub fn resolver(&self) -> Result<Resolver> {
         let nonempty = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        let tls_ca = nonempty(&self.tlscacert)
+            .map(|ca| default_roots(&ca))
+            .transpose()?;
         let tls_client = match (nonempty(&self.tlscert), nonempty(&self.tlskey)) {
-            (Some(cert), Some(key)) => Some((cert, key)),
+            (Some(cert), Some(key)) => Some(default_client(&cert, &key)?),
             (None, None) => None,
             _ => {
                 return Err(RegistryError::InvalidArgument(
@@ -69,11 +72,10 @@ impl RegistryFlags {
             }),
             plain_http: self.plain_http,
             skip_verify: self.skip_verify,
-            tls_ca: nonempty(&self.tlscacert),
+            tls_ca,
             tls_client,
             http_dump: self.http_dump,
         };
-        check_default_tls(&options)?;
         let credentials = match self.user.as_deref().filter(|u| !u.is_empty()) {
             None => None,
             Some(user) => {

@@ -6,6 +6,7 @@
 //! anything else HTTPS (or plain HTTP with `--plain-http`).
 
 use std::path::{Path, PathBuf};
+use ureq::tls::{Certificate, ClientCert};
 
 use super::error::{RegistryError, Result};
 
@@ -68,10 +69,11 @@ pub struct HostOptions {
     /// Skip TLS verification unless a host says otherwise.
     pub skip_verify: bool,
     /// CA certificates every host is verified against instead of the system's (a host's
-    /// own `ca` files are added to them).
-    pub tls_ca: Option<PathBuf>,
-    /// A client certificate and its key, for hosts with none of their own.
-    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// own `ca` files are added to them): `--tlscacert`'s, read once.
+    pub tls_ca: Option<Vec<Certificate<'static>>>,
+    /// A client certificate for hosts with none of their own: `--tlscert` and `--tlskey`,
+    /// read once.
+    pub tls_client: Option<ClientCert>,
     /// Print every request and response head on stderr (ctr's `--http-dump`).
     pub http_dump: bool,
 }

@@ -178,27 +178,12 @@ pub fn fetch(
         set_children_labels(store, &desc, &kids)?;
         queue.extend(kids);
     }
-    fetch_layers(
-        repo,
-        store,
-        &layers,
-        opts.max_concurrent_downloads,
-        observer,
-    )?;
-    Ok(root)
-}
-
-/// Fetches `layers` on at most `threads` threads; the first failure stops the rest.
-fn fetch_layers(
-    repo: &Repository,
-    store: &RemoteContent,
-    layers: &[Descriptor],
-    threads: usize,
-    observer: &mut dyn Observer,
-) -> Result<()> {
-    transfer_all(layers, threads, "fetch", observer, &|desc, progress| {
+    // The layers on a few threads at once; the first failure stops the rest.
+    let threads = opts.max_concurrent_downloads;
+    transfer_all(&layers, threads, "fetch", observer, &|desc, progress| {
         fetch_blob(repo, store, desc, progress)
-    })
+    })?;
+    Ok(root)
 }
 
 /// Creates the image record `name` for `target`, or points the existing one at it

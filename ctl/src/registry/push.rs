@@ -106,7 +106,7 @@ pub fn push(
     let is_doc = |d: &Descriptor| mt::is_manifest(&d.media_type) || mt::is_index(&d.media_type);
     let (docs, blobs): (Vec<Descriptor>, Vec<Descriptor>) = push_order(store, target, platforms)?
         .into_iter()
-        .partition(|d| is_doc(d));
+        .partition(is_doc);
     let blobs: Vec<Descriptor> = blobs
         .into_iter()
         .filter(|d| {

@@ -1,7 +1,7 @@
 //! HTTP to registry hosts over `ureq` (blocking, rustls): one agent per host with the TLS
 //! settings its configuration asks for (the system's CA bundle, or `--tlscacert`'s, plus the
-//! host's `ca` files, client certificates, `skip_verify`), the host's extra headers, and authorization retried
-//! once after a 401 challenge.
+//! host's `ca` files, client certificates, `skip_verify`), the host's extra headers, and
+//! authorization retried once after a 401 challenge.
 
 use std::io::Read;
 use std::path::Path;
@@ -38,12 +38,7 @@ fn system_roots() -> &'static Vec<Certificate<'static>> {
             .chain(SYSTEM_BUNDLES.iter().copied());
         for p in paths {
             if let Ok(data) = std::fs::read(p) {
-                let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&data)
-                    .filter_map(|i| match i {
-                        Ok(PemItem::Certificate(c)) => Some(c),
-                        _ => None,
-                    })
-                    .collect();
+                let certs = pem_certificates(&data);
                 log::debug!("{} system CA certificates from {p}", certs.len());
                 return certs;
             }
@@ -51,6 +46,16 @@ fn system_roots() -> &'static Vec<Certificate<'static>> {
         log::debug!("no system CA bundle found");
         Vec::new()
     })
+}
+
+/// The certificates in PEM `data`; other items, and what does not parse, are skipped.
+fn pem_certificates(data: &[u8]) -> Vec<Certificate<'static>> {
+    ureq::tls::parse_pem(data)
+        .filter_map(|i| match i {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
 fn read_pem(path: &Path) -> Result<Vec<PemItem<'static>>> {
@@ -68,7 +73,7 @@ fn read_pem(path: &Path) -> Result<Vec<PemItem<'static>>> {
 /// `--tlscert` and `--tlskey` (containerd's `DefaultTLS`, which a host's settings amend).
 fn tls_config(host: &RegistryHost, opts: &HostOptions) -> Result<TlsConfig> {
     let mut roots = match &opts.tls_ca {
-        Some(ca) => default_roots(ca)?,
+        Some(ca) => ca.clone(),
         None => system_roots().clone(),
     };
     for ca in &host.ca_certs {
@@ -88,8 +93,7 @@ fn tls_config(host: &RegistryHost, opts: &HostOptions) -> Result<TlsConfig> {
             }
             other => other,
         })?),
-        (None, Some((cert, key))) => Some(default_client(cert, key)?),
-        (None, None) => None,
+        (None, client) => client.clone(),
     };
     Ok(TlsConfig::builder()
         .root_certs(RootCerts::new_with_certs(&roots))
@@ -99,18 +103,6 @@ fn tls_config(host: &RegistryHost, opts: &HostOptions) -> Result<TlsConfig> {
         .build())
 }
 
-/// Reads what the command's `--tlscacert`, `--tlscert` and `--tlskey` name, as ctr does
-/// before it contacts any host, so a bad file fails the command at once in ctr's words.
-pub fn check_default_tls(opts: &HostOptions) -> Result<()> {
-    if let Some(ca) = &opts.tls_ca {
-        default_roots(ca)?;
-    }
-    if let Some((cert, key)) = &opts.tls_client {
-        default_client(cert, key)?;
-    }
-    Ok(())
-}
-
 fn certificates(items: Vec<PemItem<'static>>) -> impl Iterator<Item = Certificate<'static>> {
     items.into_iter().filter_map(|i| match i {
         PemItem::Certificate(c) => Some(c),
@@ -118,16 +110,12 @@ fn certificates(items: Vec<PemItem<'static>>) -> impl Iterator<Item = Certificat
     })
 }
 
-/// The certificates of `--tlscacert`: all of them, at least one.
-fn default_roots(path: &Path) -> Result<Vec<Certificate<'static>>> {
+/// The certificates of `--tlscacert`: all of them, at least one. Read when the command
+/// starts, as ctr reads it, so a bad file fails it at once in ctr's words.
+pub fn default_roots(path: &Path) -> Result<Vec<Certificate<'static>>> {
     let data = std::fs::read(path)
         .map_err(|e| RegistryError::io(format!("failed to read {:?}", path.display()), e))?;
-    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&data)
-        .filter_map(|i| match i {
-            Ok(PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
+    let certs = pem_certificates(&data);
     if certs.is_empty() {
         return Err(RegistryError::InvalidArgument(format!(
             "failed to load TLS CAs from {:?}: invalid data",
@@ -137,8 +125,8 @@ fn default_roots(path: &Path) -> Result<Vec<Certificate<'static>>> {
     Ok(certs)
 }
 
-/// `--tlscert` and `--tlskey` as a client certificate.
-fn default_client(cert: &Path, key: &Path) -> Result<ClientCert> {
+/// `--tlscert` and `--tlskey` as a client certificate, read when the command starts.
+pub fn default_client(cert: &Path, key: &Path) -> Result<ClientCert> {
     client_pair(cert, Some(key)).map_err(|e| {
         RegistryError::InvalidArgument(format!(
             "failed to load TLS client credentials (cert={:?}, key={:?}): {e}",
