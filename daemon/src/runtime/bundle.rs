@@ -176,7 +176,7 @@ impl Bundle {
 }
 
 /// A bundle and its work dir renamed out of the way (`.<id>`), not yet removed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[must_use = "a retired bundle stays on disk until removed"]
 pub struct Retired {
     bundle: Option<PathBuf>,

@@ -117,14 +117,12 @@ mod tests {
         let (root, state) = (dir.path().join("root"), dir.path().join("state"));
         let sweeper = Sweeper::default();
         assert!(sweeper.flush(Duration::ZERO), "nothing queued yet");
-        let mut paths = Vec::new();
         for i in 0..20 {
             let b = Bundle::create(&root, &state, "ns", &format!("c{i}"), b"{}").unwrap();
             std::fs::write(b.path.join("address"), b"unix:///x").unwrap();
             let retired = b.retire().unwrap();
             // The name is free at once, before the files are removed.
             assert!(!b.path.exists());
-            paths.push(b.path.clone());
             sweeper.sweep(retired);
         }
         assert!(sweeper.flush(Duration::from_secs(10)));

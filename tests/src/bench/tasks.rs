@@ -636,8 +636,8 @@ fn render(tools: &Tools, latency: &Latencies, ours: &Memory, theirs: &Memory) ->
          containerd keeps runc's state, its shims' sockets and ctr's fifos in its private `/run`, \
          a tmpfs; corrald's socket, with runc's state and the shims' sockets beside it, and \
          corralctl's `--fifo-dir` are on a tmpfs of their own likewise, so the host's \
-         `/run/corral` is left alone. Both daemons' root and state dirs are on the disk. Wall time from spawning the \
-         command to its exit (seen by a blocking `waitid`), in ms, min / median / max; the \
+         `/run/corral` is left alone. Both daemons' root and state dirs are on the disk. \
+         Wall time from spawning the command to its exit (seen by a blocking `waitid`), in ms, min / median / max; the \
          target is judged on the medians.\n"
     );
     out.push_str(

@@ -173,9 +173,9 @@ fn new_lease(client: &Client, ctx: &CallContext) -> ImageResult<TempLease> {
     )
 }
 
-/// Deletes a lease once its work is done (see [`Created::release_lease`]). Like containerd's client, which defers the
-/// deletion and drops its error, a failure here does not fail the work: it is logged, and
-/// the lease expires on its own.
+/// Deletes a lease once its work is done (see [`Created::release_lease`]). Like
+/// containerd's client, which defers the deletion and drops its error, a failure here does
+/// not fail the work: it is logged, and the lease expires on its own.
 pub(super) fn release(lease: TempLease) {
     let id = lease.id().to_string();
     if let Err(e) = lease.release(false) {
